@@ -1,0 +1,137 @@
+"""One generated project on disk: its settings, secrets, services and stack."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from berth import envfile, secrets
+from berth.compose import Compose, Container
+from berth.errors import BerthError
+from berth.service import Endpoint, Service, load_services
+
+#: compose files per environment, after compose.yaml (which includes services/*/compose.yaml).
+ENVIRONMENTS: dict[str, tuple[str, ...]] = {
+    "dev": ("compose.yaml", "compose.override.yaml"),
+}
+MASK = "****"
+
+
+@dataclass
+class Project:
+    root: Path
+    env_name: str = "dev"
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def __post_init__(self) -> None:
+        if self.env_name not in ENVIRONMENTS:
+            raise BerthError(
+                f"unknown environment {self.env_name!r}",
+                fix=f"use one of: {', '.join(ENVIRONMENTS)}",
+            )
+
+    # ── files ──────────────────────────────────────────────────────────────
+    @property
+    def env_path(self) -> Path:
+        return self.root / ".env"
+
+    @property
+    def example_path(self) -> Path:
+        return self.root / ".env.example"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.root / "secrets"
+
+    @cached_property
+    def services(self) -> tuple[Service, ...]:
+        return load_services(self.root / "services")
+
+    def service(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise BerthError(
+            f"no service named {name!r} in this project",
+            fix=f"use one of: {', '.join(s.name for s in self.services)}",
+        )
+
+    # ── settings ───────────────────────────────────────────────────────────
+    @cached_property
+    def values(self) -> dict[str, str]:
+        """Effective .env values (the process environment overrides the file)."""
+        file_values = envfile.load(self.env_path)
+        missing = envfile.missing_keys(file_values, envfile.load(self.example_path))
+        if missing:
+            raise BerthError(
+                f".env lacks {', '.join(missing)}",
+                fix="copy those lines from .env.example into .env",
+            )
+        return envfile.effective(file_values, self.environ)
+
+    @property
+    def name(self) -> str:
+        return self.values["COMPOSE_PROJECT_NAME"]
+
+    @property
+    def bind_address(self) -> str:
+        return self.values.get("BIND_ADDRESS", "127.0.0.1")
+
+    def host_port(self, service: Service) -> int:
+        raw = self.values.get(service.port_var, "")
+        if not raw.isdigit() or not 1024 <= int(raw) <= 65535:
+            raise BerthError(
+                f".env: {service.port_var}={raw!r} is not a port from 1024 to 65535",
+                fix=f"set {service.port_var} to a free port such as {service.port + 10000}",
+            )
+        return int(raw)
+
+    # ── compose ────────────────────────────────────────────────────────────
+    @cached_property
+    def compose(self) -> Compose:
+        return Compose(
+            project_dir=self.root,
+            project_name=self.name,
+            files=tuple(self.root / name for name in ENVIRONMENTS[self.env_name]),
+            env_file=self.env_path,
+        )
+
+    # ── secrets ────────────────────────────────────────────────────────────
+    def secret_names(self) -> list[str]:
+        return [name for service in self.services for name in service.secrets]
+
+    def secret(self, name: str) -> str:
+        return secrets.read(self.secrets_dir, name)
+
+    def prepare(self) -> list[str]:
+        """Create .env and missing secrets; refresh derived files. Returns notes."""
+        notes = []
+        if envfile.ensure(self.env_path, self.example_path):
+            notes.append("created .env from .env.example")
+        created = secrets.ensure(self.secrets_dir, self.secret_names())
+        notes += [f"generated secrets/{name}" for name in created]
+        for service in self.services:
+            if service.derived:
+                written = secrets.write_derived(self.secrets_dir, service.derived(self.secret))
+                notes += [f"wrote secrets/{name}" for name in written]
+        return notes
+
+    # ── connection strings ─────────────────────────────────────────────────
+    def urls(self, containers: list[Container], *, reveal: bool) -> dict[str, dict[str, str]]:
+        """Connection strings of every running service, from its published port."""
+        lookup = self.secret if reveal else (lambda _name: MASK)
+        by_service = {c.service: c for c in containers}
+        result: dict[str, dict[str, str]] = {}
+        for service in self.services:
+            container = by_service.get(service.name)
+            published = container.host_port(service.port) if container else None
+            if not service.urls or not published:
+                continue
+            host, port = published
+            if host in ("", "0.0.0.0", "::"):  # noqa: S104 - reading, not binding
+                host = "127.0.0.1"
+            result[service.name] = service.urls(self.values, lookup, Endpoint(host, port))
+        return result

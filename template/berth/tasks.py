@@ -1,0 +1,197 @@
+"""invoke tasks for this project's stack. `inv --list` shows them.
+
+Each task is thin: it loads the Project, calls the compose helper and prints.
+Errors are BerthError (one line + details, exit 1); Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke import Collection, Context, Exit, task
+
+from berth import checks, report
+from berth.errors import BerthError
+from berth.project import Project
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_LINES_ON_FAILURE = 40
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handled(func: F) -> F:
+    """Turn BerthError into one clear line (exit 1) and Ctrl-C into exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BerthError as error:
+            if error.details:
+                print(error.details, file=sys.stderr)
+            raise Exit(f"error: {error.line()}", code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load(env: str = "dev") -> Project:
+    return Project(ROOT, env_name=env)
+
+
+# ── lifecycle ───────────────────────────────────────────────────────────────
+@task(
+    help={
+        "timeout": "seconds to wait for every service to become healthy (default 120)",
+        "reveal": "print passwords in connection strings even when output is not a terminal",
+    }
+)
+@handled
+def up(c: Context, timeout: int = 120, reveal: bool = False) -> None:
+    """Start the stack, wait until every service is healthy, print connection strings."""
+    started = time.monotonic()
+    project = load()
+    for note in project.prepare():
+        print(f"berth: {note}")
+    checks.engine_version()
+    running = [x for x in project.compose.ps() if x.state == "running"]
+    checks.ports(project, running)
+    result = project.compose.run(
+        "up", "--detach", "--wait", "--wait-timeout", str(timeout), "--remove-orphans",
+        capture=False, check=False,
+    )  # fmt: skip
+    containers = project.compose.ps()
+    if result.returncode != 0:
+        raise _not_healthy(project, containers)
+    elapsed = time.monotonic() - started
+    _print_status(containers)
+    _print_urls(project, containers, reveal=reveal or sys.stdout.isatty())
+    print(f"\nberth: {project.name} healthy in {elapsed:.1f} s")
+
+
+def _not_healthy(project: Project, containers: list) -> BerthError:
+    bad = [c for c in containers if c.state != "running" or c.health not in ("", "healthy")]
+    names = sorted({c.service for c in bad}) or [s.name for s in project.services]
+    tails = []
+    for name in names:
+        logs = project.compose.run(
+            "logs", "--no-color", "--tail", str(LOG_LINES_ON_FAILURE), name, check=False
+        )
+        tails.append(f"── last {LOG_LINES_ON_FAILURE} log lines of {name} ──\n{logs.stdout}")
+    states = ", ".join(f"{c.service} {c.state}/{c.health or 'no health'}" for c in bad)
+    return BerthError(
+        "the stack did not become healthy",
+        why=states or "compose up failed",
+        fix=f"read the logs above, then `inv logs {names[0]}` or `inv status`",
+        details="\n".join(tails),
+    )
+
+
+@task(help={"remove_orphans": "also remove containers of services no longer defined"})
+@handled
+def down(c: Context, remove_orphans: bool = True) -> None:
+    """Stop and remove the containers; volumes (your data) are kept."""
+    project = load()
+    args = ["down"] + (["--remove-orphans"] if remove_orphans else [])
+    project.compose.run(*args, capture=False)
+
+
+@task(help={"service": "only this service (default: all)"})
+@handled
+def stop(c: Context, service: str = "") -> None:
+    """Stop containers without removing them (`inv up` starts them again)."""
+    project = load()
+    names = [project.service(service).name] if service else []
+    project.compose.run("stop", *names, capture=False)
+
+
+# ── inspection ──────────────────────────────────────────────────────────────
+@task(name="status", help={"json": "print machine-readable JSON instead of a table"})
+@handled
+def status(c: Context, json: bool = False) -> None:
+    """Show each service: state, health, restarts, uptime, published ports."""
+    project = load()
+    containers = project.compose.ps()
+    rows = report.statuses(containers)
+    if json:
+        print(report.statuses_json(rows))
+    elif rows:
+        _print_rows(rows)
+    else:
+        print(f"berth: {project.name} is not running (start it with `inv up`)")
+
+
+@task(
+    help={
+        "service": "only this service (default: all)",
+        "follow": "keep printing new lines until Ctrl-C",
+        "tail": "number of lines from the end of each log (default 100)",
+    }
+)
+@handled
+def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -> None:
+    """Print container logs of one or all services."""
+    project = load()
+    args = ["logs", "--tail", str(tail)]
+    if follow:
+        args.append("--follow")
+    if service:
+        args.append(project.service(service).name)
+    project.compose.run(*args, capture=False)
+
+
+@task(help={"reveal": "print passwords (default: only when output is a terminal)",
+            "json": "print JSON: {service: {name: url}}"})
+@handled
+def urls(c: Context, reveal: bool = False, json: bool = False) -> None:
+    """Print connection strings of the running services."""
+    project = load()
+    containers = project.compose.ps()
+    if json:
+        import json as _json
+
+        print(_json.dumps(project.urls(containers, reveal=reveal), indent=2))
+    else:
+        _print_urls(project, containers, reveal=reveal or sys.stdout.isatty())
+
+
+@task
+@handled
+def secrets(c: Context) -> None:
+    """Create missing secrets under secrets/ (never overwrites) and refresh derived files."""
+    project = load()
+    notes = project.prepare()
+    for note in notes or ["all secrets present"]:
+        print(f"berth: {note}")
+
+
+# ── output ──────────────────────────────────────────────────────────────────
+def _print_status(containers: list) -> None:
+    _print_rows(report.statuses(containers))
+
+
+def _print_rows(rows: list[report.Status]) -> None:
+    print(
+        report.table(
+            ["SERVICE", "STATE", "HEALTH", "RESTARTS", "UPTIME", "PORTS"],
+            [(r.service, r.state, r.health, r.restarts, r.uptime, r.ports) for r in rows],
+        )
+    )
+
+
+def _print_urls(project: Project, containers: list, *, reveal: bool) -> None:
+    found = project.urls(containers, reveal=reveal)
+    if not found:
+        return
+    print("\nConnection strings" + ("" if reveal else " (passwords hidden: `inv urls --reveal`)"))
+    rows = [(svc, name, url) for svc, named in found.items() for name, url in named.items()]
+    print(report.table(["SERVICE", "NAME", "URL"], rows))
+
+
+ns = Collection(up, down, stop, status, logs, urls, secrets)

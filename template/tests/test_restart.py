@@ -1,0 +1,34 @@
+"""Data survives `inv down` + `inv up` for every stateful service."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+from conftest import ROOT, healthy_containers, service_test_modules
+
+from berth.project import Project
+
+
+def inv(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, check=True)
+
+
+def test_data_survives_down_and_up(project: Project, urls: dict[str, dict[str, str]]) -> None:
+    probes = service_test_modules()
+    assert set(probes) == {s.name for s in project.services}, "every service needs a probe"
+    token = uuid.uuid4().hex
+    before = {c.service: c.id for c in project.compose.ps()}
+    for name, probe in probes.items():
+        probe.write_marker(urls[name], token)
+
+    inv("down")
+    assert project.compose.ps() == [], "inv down must remove the containers"
+    inv("up")
+
+    after = healthy_containers(project)
+    assert all(before[c.service] != c.id for c in after), "containers were recreated"
+    fresh = project.urls(after, reveal=True)
+    for name, probe in probes.items():
+        assert probe.read_marker(fresh[name]) == token, f"{name} lost its data"
