@@ -63,7 +63,7 @@ def _value(text: str, where: str, key: str) -> str:
                 return value
             out.append(char)
             i += 1
-        raise BerthError(f'{where}: {key} has no closing double quote', fix='add the closing "')
+        raise BerthError(f"{where}: {key} has no closing double quote", fix='add the closing "')
     value = re.split(r"\s+#", text, maxsplit=1)[0].strip()
     _no_dollar(value, where, key)
     return value

@@ -12,9 +12,7 @@ class BerthError(Exception):
     (log tails, tables) are printed after it by the task runner.
     """
 
-    def __init__(
-        self, what: str, *, why: str = "", fix: str = "", details: str = ""
-    ) -> None:
+    def __init__(self, what: str, *, why: str = "", fix: str = "", details: str = "") -> None:
         self.what = what
         self.why = why
         self.fix = fix

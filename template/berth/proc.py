@@ -10,7 +10,7 @@ from pathlib import Path
 from berth.errors import BerthError, CommandError
 
 INSTALL_HINTS = {
-    "docker": "install Docker Engine >= 25 with the Compose v2 plugin (docs.docker.com/engine/install)",
+    "docker": "install Docker Engine >= 25 and the Compose v2 plugin (docs.docker.com/engine)",
 }
 
 
@@ -21,7 +21,7 @@ def run(
     env: Mapping[str, str] | None = None,
     capture: bool = True,
     check: bool = True,
-    input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+    input: str | None = None,
     timeout: float | None = None,
     what: str = "",
     fix: str = "",
