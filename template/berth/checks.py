@@ -61,6 +61,9 @@ def ports(project: Project, running: list[Container]) -> None:
 def port_in_use(address: str, port: int) -> str | None:
     """None if `address:port` can be bound now, else who holds it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers (docker-proxy included) do: without SO_REUSEADDR, connections
+        # in TIME_WAIT after a restart would make a free port look taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError as exc:

@@ -50,13 +50,16 @@ class Project:
     def services(self) -> tuple[Service, ...]:
         return load_services(self.root / "services")
 
+    def service_names(self) -> list[str]:
+        return [service.name for service in self.services]
+
     def service(self, name: str) -> Service:
         for service in self.services:
             if service.name == name:
                 return service
         raise BerthError(
             f"no service named {name!r} in this project",
-            fix=f"use one of: {', '.join(s.name for s in self.services)}",
+            fix=f"use one of: {', '.join(self.service_names())}",
         )
 
     # ── settings ───────────────────────────────────────────────────────────

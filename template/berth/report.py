@@ -24,7 +24,10 @@ class Status:
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in cells]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in cells
+    ]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -34,7 +37,7 @@ def statuses(containers: list[Container], now: datetime | None = None) -> list[S
     now = now or datetime.now(UTC)
     rows = []
     for c in sorted(containers, key=lambda c: c.service):
-        info = details.get(c.id, {})
+        info = next((v for k, v in details.items() if c.id and k.startswith(c.id)), {})
         started = (info.get("State") or {}).get("StartedAt", "")
         rows.append(
             Status(
@@ -43,7 +46,9 @@ def statuses(containers: list[Container], now: datetime | None = None) -> list[S
                 health=c.health or "-",
                 restarts=int(info.get("RestartCount", 0)),
                 uptime=_age(started, now) if c.state == "running" else "-",
-                ports=", ".join(f"{ip or '*'}:{port}->{target}" for ip, port, target in c.publishers)
+                ports=", ".join(
+                    f"{ip or '*'}:{port}->{target}" for ip, port, target in c.publishers
+                )
                 or "-",
             )
         )

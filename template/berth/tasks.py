@@ -146,8 +146,12 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
     project.compose.run(*args, capture=False)
 
 
-@task(help={"reveal": "print passwords (default: only when output is a terminal)",
-            "json": "print JSON: {service: {name: url}}"})
+@task(
+    help={
+        "reveal": "print passwords (default: only when output is a terminal)",
+        "json": "print JSON: {service: {name: url}}",
+    }
+)
 @handled
 def urls(c: Context, reveal: bool = False, json: bool = False) -> None:
     """Print connection strings of the running services."""
