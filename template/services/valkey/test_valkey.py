@@ -30,9 +30,9 @@ def test_auth_set_get(url: str) -> None:
 
 def test_no_password_is_refused(url: str) -> None:
     parts = urlsplit(url)
-    with redis.Redis(host=parts.hostname, port=parts.port, socket_timeout=5) as anonymous:
-        with pytest.raises(redis.AuthenticationError):
-            anonymous.ping()
+    anonymous = redis.Redis(host=parts.hostname, port=parts.port, socket_timeout=5)
+    with anonymous, pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
 
 
 def test_app_user_cannot_run_dangerous_commands(url: str) -> None:
