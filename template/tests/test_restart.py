@@ -6,28 +6,28 @@ import subprocess
 import sys
 import uuid
 
-from conftest import ROOT, healthy_containers, service_test_modules
-
 from berth.project import Project
+from berth.testing import healthy_containers, service_test_modules
 
 
-def inv(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, check=True)
+def inv(project: Project, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "invoke", *args], cwd=project.root, check=True)
 
 
 def test_data_survives_down_and_up(project: Project, urls: dict[str, dict[str, str]]) -> None:
-    probes = service_test_modules()
+    probes = service_test_modules(project)
     assert set(probes) == {s.name for s in project.services}, "every service needs a probe"
     token = uuid.uuid4().hex
     before = {c.service: c.id for c in project.compose.ps()}
     for name, probe in probes.items():
         probe.write_marker(urls[name], token)
 
-    inv("down")
+    inv(project, "down")
     assert project.compose.ps() == [], "inv down must remove the containers"
-    inv("up")
+    inv(project, "up")
 
-    after = healthy_containers(project)
+    after, problem = healthy_containers(project)
+    assert not problem, problem
     assert all(before[c.service] != c.id for c in after), "containers were recreated"
     fresh = project.urls(after, reveal=True)
     for name, probe in probes.items():

@@ -1,0 +1,34 @@
+"""Helpers for the live tests (conftest.py, tests/, services/*/test_*.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import ModuleType
+
+from berth.compose import Container
+from berth.project import Project
+
+
+def healthy_containers(project: Project) -> tuple[list[Container], str]:
+    """The stack's containers, and a problem description unless all are healthy."""
+    containers = project.compose.ps()
+    states = {c.service: (c.state, c.health) for c in containers}
+    bad = {
+        s.name: states.get(s.name, ("missing", ""))
+        for s in project.services
+        if states.get(s.name) != ("running", "healthy")
+    }
+    problem = f"stack {project.name} is not healthy ({bad}); run `inv up` first" if bad else ""
+    return containers, problem
+
+
+def service_test_modules(project: Project) -> dict[str, ModuleType]:
+    """Each services/<name>/test_<name>.py, imported under a private name."""
+    modules = {}
+    for path in sorted(project.root.glob("services/*/test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_berth_probe_{path.stem}", path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        modules[path.parent.name] = module
+    return modules
