@@ -1,0 +1,82 @@
+"""Shared by tasks.py and tests/: render this template and drive a rendered project."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def copier_config() -> dict[str, Any]:
+    with (REPO / "copier.yml").open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def service_choices() -> list[str]:
+    """Values of the `services` question, in copier.yml order."""
+    choices = copier_config()["services"]["choices"]
+    return list(choices.values()) if isinstance(choices, dict) else list(choices)
+
+
+def default_services() -> list[str]:
+    return list(copier_config()["services"]["default"])
+
+
+def render(dst: Path, **answers: Any) -> Path:
+    """Render the working tree (uncommitted changes included) into `dst`."""
+    import warnings
+
+    import copier
+
+    with warnings.catch_warnings():
+        # Rendering a dirty working tree on purpose: tests check what is here.
+        warnings.simplefilter("ignore", copier.errors.DirtyLocalWarning)
+        copier.run_copy(
+            str(REPO), str(dst), data=answers, defaults=True, vcs_ref="HEAD", quiet=True
+        )
+    return dst
+
+
+def pinned_images() -> dict[str, str]:
+    """service -> image from docker/images.txt."""
+    lines = (REPO / "docker" / "images.txt").read_text(encoding="utf-8").splitlines()
+    rows = (line.split() for line in lines)
+    return {row[0]: row[1] for row in rows if row and not row[0].startswith("#")}
+
+
+def missing_images(services: list[str] | None = None) -> list[str]:
+    """Pinned images (of `services`, default all) that are not in the local engine."""
+    wanted = [i for s, i in pinned_images().items() if services is None or s in services]
+    return [
+        image
+        for image in wanted
+        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode
+    ]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tool_env() -> dict[str, str]:
+    """Environment in which a rendered project's `inv`/`nox` find this venv's tools."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_in(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `python -m <args>` (invoke, nox, ...) inside a rendered project."""
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=project, env=tool_env(), check=check, text=True
+    )

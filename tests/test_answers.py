@@ -1,0 +1,60 @@
+"""Bad answers are refused with one sentence that names the problem and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import render
+
+BAD_ANSWERS: list[tuple[dict[str, Any], str]] = [
+    ({"project_name": "   "}, "project_name must not be empty"),
+    ({"project_slug": "Bad Slug"}, 'project_slug "Bad Slug" is invalid'),
+    ({"project_slug": "UPPER"}, 'project_slug "UPPER" is invalid'),
+    ({"project_slug": "-leading-dash"}, "starting with a letter or digit"),
+    ({"project_slug": "_underscore"}, "starting with a letter or digit"),
+    ({"project_slug": "a" * 41}, "1 to 40 lowercase letters"),
+    ({"project_slug": "dots.not.allowed"}, "is invalid"),
+    ({"project_slug": ""}, "is invalid"),
+    ({"services": []}, "services must include at least one service"),
+    ({"bind_address": "localhost"}, 'bind_address "localhost" is not an IPv4 address'),
+    ({"bind_address": "256.1.1.1"}, "is not an IPv4 address"),
+    ({"bind_address": "127.0.0"}, "is not an IPv4 address"),
+    ({"postgres_port": 80}, "postgres_port must be a whole number from 1024 to 65535 (got 80)"),
+    ({"postgres_port": 1023}, "ports below 1024 need root"),
+    ({"postgres_port": 65536}, "from 1024 to 65535 (got 65536)"),
+    ({"valkey_port": 0}, "valkey_port must be a whole number from 1024 to 65535"),
+    ({"postgres_port": 6379}, "valkey_port 6379 is already used by postgres_port"),
+    ({"postgres_port": 7000, "valkey_port": 7000}, "is already used by"),
+]
+
+
+@pytest.mark.parametrize(("answers", "message"), BAD_ANSWERS, ids=lambda v: str(v)[:40])
+def test_bad_answer_is_refused(tmp_path: Path, answers: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match="Validation error") as caught:
+        render(tmp_path / "p", **answers)
+    text = str(caught.value)
+    assert message in text
+    assert text.count("\n") == 0, "one line"
+    assert not (tmp_path / "p" / "compose.yaml").exists(), "nothing is written"
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"project_slug": "a" * 40},
+        {"project_slug": "9lives_and-dashes"},
+        {"services": ["valkey"], "postgres_port": 6379},  # postgres not chosen: no clash
+        {"bind_address": "0.0.0.0", "postgres_port": 1024, "valkey_port": 65535},
+    ],
+    ids=["slug-40", "slug-mixed", "unchosen-port-ignored", "edges"],
+)
+def test_good_edge_answers_render(tmp_path: Path, answers: dict[str, Any]) -> None:
+    assert (render(tmp_path / "p", **answers) / "compose.yaml").is_file()
+
+
+def test_slug_default_is_derived_from_the_name(tmp_path: Path) -> None:
+    project = render(tmp_path / "p", project_name="  Acme Infra / 2026!  ")
+    assert "COMPOSE_PROJECT_NAME=acme-infra-2026\n" in (project / ".env.example").read_text()

@@ -1,0 +1,250 @@
+"""Unit tests of the generated projects' tooling (template/berth), no Docker needed."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+from berth import checks, envfile, report, secrets
+from berth.compose import Compose, Container, parse_json_rows
+from berth.errors import BerthError, CommandError
+from berth.project import MASK, Project
+from berth.service import Endpoint, load_services
+from harness import render
+
+TEMPLATE_SERVICES = Path(__file__).resolve().parent.parent / "template" / "services"
+
+
+# ── .env parsing ────────────────────────────────────────────────────────────
+VALID_ENV = """\
+# comment
+PLAIN=value
+SPACED = value with spaces   # trailing comment
+export EXPORTED=1
+SINGLE='it is $literal'
+DOUBLE="line\\nnext \\"q\\""
+EMPTY=
+HASH=a#b
+"""
+
+
+def test_parse_agrees_with_python_dotenv_on_valid_files() -> None:
+    ours = envfile.parse(VALID_ENV)
+    theirs = {k: v or "" for k, v in dotenv_values(stream=io.StringIO(VALID_ENV)).items()}
+    assert ours["PLAIN"] == theirs["PLAIN"] == "value"
+    assert ours["SPACED"] == theirs["SPACED"] == "value with spaces"
+    assert ours["EXPORTED"] == "1"
+    assert ours["DOUBLE"] == theirs["DOUBLE"] == 'line\nnext "q"'
+    assert ours["EMPTY"] == ""
+    assert ours["HASH"] == theirs["HASH"] == "a#b"
+    assert ours["SINGLE"] == theirs["SINGLE"] == "it is $literal"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("NOEQUALS\n", ".env:1: malformed line 'NOEQUALS'"),
+        ("OK=1\n1BAD=2\n", ".env:2: malformed line"),
+        ("PASSWORD=pa$word\n", ".env:1: PASSWORD contains '$'"),
+        ('X="a${B}"\n', "single quotes"),
+        ("X='open\n", ".env:1: X has no closing single quote"),
+        ('X="open\n', ".env:1: X has no closing double quote"),
+        ("X='a' b\n", "unexpected text after the quoted value of X"),
+    ],
+)
+def test_parse_errors_name_file_line_and_fix(text: str, message: str) -> None:
+    with pytest.raises(BerthError) as caught:
+        envfile.parse(text)
+    assert message in str(caught.value)
+    assert caught.value.fix
+
+
+def test_single_quotes_keep_dollar_literally() -> None:
+    assert envfile.parse("P='pa$word'\n") == {"P": "pa$word"}
+
+
+def test_environment_overrides_file_values() -> None:
+    assert envfile.effective({"A": "1", "B": "2"}, {"B": "3", "C": "4"}) == {"A": "1", "B": "3"}
+
+
+def test_ensure_env_copies_example_once(tmp_path: Path) -> None:
+    example, env = tmp_path / ".env.example", tmp_path / ".env"
+    example.write_text("A=1\n")
+    assert envfile.ensure(env, example) is True
+    env.write_text("A=2\n")
+    assert envfile.ensure(env, example) is False
+    assert env.read_text() == "A=2\n"
+
+
+# ── secrets ─────────────────────────────────────────────────────────────────
+def test_secrets_are_random_0600_without_newline_and_never_overwritten(tmp_path: Path) -> None:
+    folder = tmp_path / "secrets"
+    assert secrets.ensure(folder, ["a", "b"]) == ["a", "b"]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    a = (folder / "a").read_text()
+    assert len(a) == 43 and "\n" not in a and a != (folder / "b").read_text()
+    assert stat.S_IMODE((folder / "a").stat().st_mode) == 0o600
+    assert secrets.ensure(folder, ["a", "c"]) == ["c"]
+    assert (folder / "a").read_text() == a
+
+
+def test_write_atomic_is_private_even_with_a_lax_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        secrets.write_atomic(tmp_path / "s", "value")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "s").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["s"], "no temp file left behind"
+
+
+def test_read_missing_or_empty_secret_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(BerthError, match="run `inv secrets`"):
+        secrets.read(tmp_path, "nope")
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(BerthError, match="is empty"):
+        secrets.read(tmp_path, "empty")
+
+
+# ── compose helper ──────────────────────────────────────────────────────────
+def test_compose_argv_carries_project_dir_env_files_and_profiles(tmp_path: Path) -> None:
+    helper = Compose(
+        project_dir=tmp_path,
+        project_name="demo",
+        files=(tmp_path / "compose.yaml", tmp_path / "compose.override.yaml"),
+        env_file=tmp_path / ".env",
+        profiles=("tools",),
+    )
+    assert helper.argv("up", "--wait") == [
+        "docker", "compose", "--project-name", "demo", "--project-directory", str(tmp_path),
+        "--env-file", str(tmp_path / ".env"),
+        "--file", str(tmp_path / "compose.yaml"), "--file", str(tmp_path / "compose.override.yaml"),
+        "--profile", "tools", "up", "--wait",
+    ]  # fmt: skip
+
+
+def test_ps_rows_parse_in_both_compose_formats() -> None:
+    row = '{"Service":"pg","Name":"d-pg-1","State":"running","Health":"healthy","ID":"abc",'
+    row += '"Publishers":[{"URL":"::","TargetPort":5432,"PublishedPort":5433},'
+    row += '{"URL":"127.0.0.1","TargetPort":5432,"PublishedPort":5433},'
+    row += '{"URL":"","TargetPort":9,"PublishedPort":0}]}'
+    for text in (row + "\n" + row, f"[{row},{row}]"):
+        rows = parse_json_rows(text)
+        assert len(rows) == 2
+        container = Container.from_json(rows[0])
+        assert container.host_port(5432) == ("127.0.0.1", 5433), "IPv4 preferred"
+        assert container.host_port(9) is None, "unpublished ports are ignored"
+    assert parse_json_rows("  \n") == []
+
+
+def test_command_error_keeps_everything_and_summarises_in_one_line() -> None:
+    error = CommandError(["docker", "compose", "up"], 17, "out", "warn\nfatal: boom\n")
+    assert (error.cmd, error.returncode, error.stdout) == (["docker", "compose", "up"], 17, "out")
+    assert error.line() == "`docker compose up …` failed: fatal: boom"
+    assert "warn" in error.details
+
+
+# ── output ──────────────────────────────────────────────────────────────────
+def test_table_aligns_columns() -> None:
+    assert report.table(["A", "LONG"], [("xyz", 1)]).splitlines() == ["A    LONG", "xyz  1"]
+
+
+@pytest.mark.parametrize(
+    ("started", "age"),
+    [("2026-01-01T00:00:30.123456789Z", "30s"), ("2025-12-31T23:01:00Z", "60m"),
+     ("2025-12-30T00:00:00Z", "2d"), ("garbage", "-")],
+)  # fmt: skip
+def test_uptime_is_human(started: str, age: str) -> None:
+    assert report._age(started, datetime(2026, 1, 1, 0, 1, 0, tzinfo=UTC)) == age
+
+
+# ── pre-flight ──────────────────────────────────────────────────────────────
+def test_port_in_use_names_the_holder() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        holder = checks.port_in_use("127.0.0.1", port)
+        assert holder is not None
+        assert f"pid {os.getpid()}" in holder
+    assert checks.port_in_use("127.0.0.1", port) is None
+    assert checks.free_port_near(port) >= port
+
+
+def test_port_with_only_time_wait_connections_counts_as_free() -> None:
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        server_side, _ = listener.accept()
+        server_side.close()  # the server closes first: its side enters TIME_WAIT
+        client.close()
+    assert checks.port_in_use("127.0.0.1", port) is None
+
+
+def test_unusable_bind_address_is_explained() -> None:
+    with pytest.raises(BerthError, match=r"BIND_ADDRESS 192\.0\.2\.1 is not an address"):
+        checks.port_in_use("192.0.2.1", 15999)
+
+
+# ── services and project ────────────────────────────────────────────────────
+def test_template_services_load_and_build_urls() -> None:
+    services = {s.name: s for s in load_services(TEMPLATE_SERVICES)}
+    assert set(services) == {"postgres", "valkey"}
+    odd = {"postgres_password": "p@ss/w:rd", "valkey_password": "v@l"}
+    env = {"POSTGRES_USER": "app", "POSTGRES_DB": "my db"}
+    pg = services["postgres"].urls(env, odd.__getitem__, Endpoint("127.0.0.1", 5))
+    assert pg == {"DATABASE_URL": "postgresql://app:p%40ss%2Fw%3Ard@127.0.0.1:5/my%20db"}
+    vk = services["valkey"].urls(env, odd.__getitem__, Endpoint("127.0.0.1", 6))
+    assert vk == {"VALKEY_URL": "redis://default:v%40l@127.0.0.1:6/0"}
+
+
+def test_valkey_acl_holds_hashes_not_passwords() -> None:
+    valkey = {s.name: s for s in load_services(TEMPLATE_SERVICES)}["valkey"]
+    values = {"valkey_password": "app-secret", "valkey_admin_password": "admin-secret"}
+    files = valkey.derived(values.__getitem__)
+    content, mode = files["valkey_users.acl"]
+    assert "app-secret" not in content and "admin-secret" not in content
+    assert mode == 0o644
+    lines = content.splitlines()
+    assert lines[0].startswith("user default on #") and "-@admin" in lines[0]
+    assert lines[1].startswith("user admin on #") and lines[1].endswith("+@all")
+    assert all(not line.startswith("#") for line in lines), "valkey ACL files take no comments"
+
+
+def test_prepare_creates_env_secrets_and_derived_files(tmp_path: Path) -> None:
+    root = render(tmp_path / "p", project_slug="prep-test")
+    project = Project(root, environ={})
+    notes = project.prepare()
+    assert "created .env from .env.example" in notes
+    names = sorted(p.name for p in (root / "secrets").iterdir())
+    assert names == [
+        ".gitignore", "README.md", "postgres_password", "valkey_admin_password",
+        "valkey_password", "valkey_users.acl",
+    ]  # fmt: skip
+    assert project.prepare() == [], "second run changes nothing"
+    assert project.name == "prep-test"
+    assert project.urls([], reveal=False) == {}
+    assert MASK == "****"
+
+
+def test_project_reports_missing_env_keys_and_bad_ports(tmp_path: Path) -> None:
+    root = render(tmp_path / "p", project_slug="keys-test")
+    (root / ".env").write_text("COMPOSE_PROJECT_NAME=keys-test\n")
+    with pytest.raises(BerthError, match=r"copy those lines from \.env\.example"):
+        _ = Project(root, environ={}).values
+    (root / ".env").write_text((root / ".env.example").read_text())
+    project = Project(root, environ={"POSTGRES_PORT": "80"})
+    with pytest.raises(BerthError, match=r"POSTGRES_PORT='80' is not a port from 1024"):
+        project.host_port(project.service("postgres"))
+    with pytest.raises(BerthError, match="no service named 'mysql'"):
+        project.service("mysql")

@@ -1,0 +1,110 @@
+"""Fast tests: render every service subset into tmp_path and check the result."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import copier_config, default_services, render, service_choices
+
+CHOICES = service_choices()
+SUBSETS = [
+    list(combo)
+    for size in range(1, len(CHOICES) + 1)
+    for combo in itertools.combinations(CHOICES, size)
+]
+
+
+def test_matrix_comes_from_copier_yml() -> None:
+    assert CHOICES == ["postgres", "valkey"]
+    assert default_services() == ["postgres", "valkey"]
+    assert copier_config()["_subdirectory"] == "template"
+
+
+@pytest.fixture(scope="module", params=SUBSETS, ids=lambda s: "+".join(s))
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dst = tmp_path_factory.mktemp("render")
+    return render(dst / "proj", project_slug="matrix-test", services=request.param)
+
+
+def selected(project: Path) -> list[str]:
+    return sorted(p.name for p in (project / "services").iterdir())
+
+
+def test_tree_has_exactly_the_chosen_services(rendered: Path) -> None:
+    chosen = selected(rendered)
+    for name in CHOICES:
+        folder = rendered / "services" / name
+        assert folder.is_dir() == (name in chosen)
+        if name in chosen:
+            for part in ("compose.yaml", "compose.dev.yaml", "service.py", f"test_{name}.py"):
+                assert (folder / part).is_file(), f"{name}/{part} missing"
+    assert not list(rendered.rglob("*.jinja")), "no template leftovers"
+    assert not list(rendered.glob("services/*/_*")), "render-time partials are not copied"
+    for required in (
+        "compose.yaml", "compose.override.yaml", ".env.example", ".gitignore", "README.md",
+        "tasks.py", "noxfile.py", "conftest.py", "requirements.txt", "pyproject.toml",
+        ".copier-answers.yml", "secrets/.gitignore", "berth/tasks.py",
+    ):  # fmt: skip
+        assert (rendered / required).is_file(), required
+    assert not (rendered / ".env").exists(), ".env is created by `inv up`, not by copier"
+
+
+def test_compose_includes_and_env_sections_match(rendered: Path) -> None:
+    chosen = selected(rendered)
+    compose = (rendered / "compose.yaml").read_text()
+    example = (rendered / ".env.example").read_text()
+    for name in CHOICES:
+        assert (f"services/{name}/compose.yaml" in compose) == (name in chosen)
+        assert (f"# ── {name} " in example) == (name in chosen)
+    assert "PASSWORD=" not in example, "passwords are files, never .env values"
+
+
+def test_secrets_and_env_are_git_ignored(rendered: Path) -> None:
+    subprocess.run(["git", "init", "-q"], cwd=rendered, check=True)
+    (rendered / ".env").write_text("X=1\n")
+    (rendered / "secrets" / "postgres_password").write_text("s3cret")
+    ignored = subprocess.run(
+        ["git", "check-ignore", ".env", "secrets/postgres_password", "backups/x"],
+        cwd=rendered, capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    assert ignored == [".env", "secrets/postgres_password", "backups/x"]
+
+
+def test_compose_config_validates(rendered: Path, compose_cli: None) -> None:
+    for files in (["compose.yaml"], ["compose.yaml", "compose.override.yaml"]):
+        cmd = ["docker", "compose", "--project-directory", str(rendered)]
+        cmd += ["--env-file", str(rendered / ".env.example")]
+        for name in files:
+            cmd += ["-f", str(rendered / name)]
+        result = subprocess.run(
+            [*cmd, "config", "--format", "json"], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert sorted(json.loads(result.stdout)["services"]) == selected(rendered)
+
+
+def test_rendered_project_is_lint_clean(rendered: Path) -> None:
+    for cmd in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", *cmd], cwd=rendered, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "yamllint", "--strict", "."],
+        cwd=rendered, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+def test_answers_are_recorded(tmp_path: Path) -> None:
+    project = render(tmp_path / "p", project_slug="answers-test", postgres_port=15432)
+    answers = (project / ".copier-answers.yml").read_text()
+    assert "project_slug: answers-test" in answers
+    assert "postgres_port: 15432" in answers
+    assert "_src_path:" in answers
