@@ -28,7 +28,7 @@ def _docker_problem(need_engine: bool) -> str:
     return "" if result.returncode == 0 else f"`{' '.join(probe)}` failed: {result.stderr.strip()}"
 
 
-def _require(need_engine: bool) -> None:
+def require_docker(need_engine: bool) -> None:
     """Docker tests fail (never skip) under CI; elsewhere they skip with the reason."""
     problem = _docker_problem(need_engine)
     if problem:
@@ -40,13 +40,13 @@ def _require(need_engine: bool) -> None:
 @pytest.fixture(scope="session")
 def compose_cli() -> None:
     """`docker compose` can run (no engine needed: config validation)."""
-    _require(need_engine=False)
+    require_docker(need_engine=False)
 
 
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """A reachable Docker engine."""
-    _require(need_engine=True)
+    require_docker(need_engine=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,10 @@ stack (even one rendered from this template) is never touched.
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from berth import envfile
 from berth.project import Project
-from harness import free_port, missing_images, render, run_in
+from harness import free_port, missing_images, render, run_in, tool_env
 
 pytestmark = pytest.mark.live
 
@@ -89,3 +93,48 @@ def assert_no_secret_reaches_git(project: Project) -> None:
     for path in staged:
         text = (root / path).read_text(errors="replace")
         assert not any(value in text for value in values), f"a secret leaked into {path}"
+
+
+@pytest.fixture
+def valkey_project(tmp_path: Path, docker_engine: None) -> Iterator[Path]:
+    slug = f"berth-live-errors-{uuid.uuid4().hex[:6]}"
+    root = render(tmp_path / slug, project_slug=slug, services=["valkey"], valkey_port=free_port())
+    try:
+        yield root
+    finally:
+        Project(root).compose.run("down", "--volumes", "--remove-orphans", check=False)
+
+
+def inv_up_failure(root: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "up", "--timeout", "30"],
+        cwd=root, env=tool_env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stderr
+
+
+def test_up_names_the_process_holding_a_port(valkey_project: Path) -> None:
+    port = int(envfile.load(valkey_project / ".env.example")["VALKEY_PORT"])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        stderr = inv_up_failure(valkey_project)
+    last = stderr.strip().splitlines()[-1]
+    assert f"error: port {port} (VALKEY_PORT) on 127.0.0.1 is taken by process" in last
+    assert f"pid {os.getpid()}" in last
+    assert "set VALKEY_PORT=" in last
+    assert Project(valkey_project).compose.ps() == [], "nothing was started"
+
+
+def test_up_shows_the_log_tail_of_a_service_that_never_gets_healthy(valkey_project: Path) -> None:
+    conf = valkey_project / "services" / "valkey" / "valkey.conf"
+    conf.write_text(conf.read_text() + "no-such-directive yes\n")
+    stderr = inv_up_failure(valkey_project)
+    assert "last 40 log lines of valkey" in stderr
+    assert "no-such-directive" in stderr, "the server's own complaint is shown"
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: the stack did not become healthy: valkey")
+    )
