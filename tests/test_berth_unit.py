@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from berth import checks, envfile, report, secrets
+from berth import checks, engine, envfile, report, secrets
 from berth.compose import Compose, Container, parse_json_rows
 from berth.errors import BerthError, CommandError
 from berth.project import MASK, Project
@@ -248,3 +248,44 @@ def test_project_reports_missing_env_keys_and_bad_ports(tmp_path: Path) -> None:
         project.host_port(project.service("postgres"))
     with pytest.raises(BerthError, match="no service named 'mysql'"):
         project.service("mysql")
+
+
+# ── engine API (read-only fast path) ────────────────────────────────────────
+def test_engine_rows_become_containers_like_compose_ps() -> None:
+    row = {
+        "Id": "abc123", "Names": ["/demo-postgres-1"], "State": "running",
+        "Status": "Up 3 seconds (healthy)",
+        "Labels": {"com.docker.compose.service": "postgres"},
+        "Ports": [{"IP": "127.0.0.1", "PrivatePort": 5432, "PublicPort": 5433, "Type": "tcp"},
+                  {"PrivatePort": 9, "Type": "tcp"}],
+    }  # fmt: skip
+    container = engine._container(row)
+    assert (container.service, container.name, container.state, container.health) == (
+        "postgres", "demo-postgres-1", "running", "healthy",
+    )  # fmt: skip
+    assert container.host_port(5432) == ("127.0.0.1", 5433)
+    exited = engine._container({**row, "State": "exited", "Status": "Exited (3) 2 seconds ago"})
+    assert (exited.health, exited.exit_code) == ("", 3)
+    starting = engine._container({**row, "Status": "Up 1 second (health: starting)"})
+    assert starting.health == "starting"
+    assert not engine._is_service({"Labels": {"com.docker.compose.oneoff": "True"}})
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"DOCKER_HOST": "tcp://10.0.0.1:2376"}, None),
+        ({"DOCKER_HOST": "ssh://me@box"}, None),
+        ({"DOCKER_HOST": "unix:///run/user/1000/docker.sock"}, "/run/user/1000/docker.sock"),
+        ({"DOCKER_CONTEXT": "desktop-linux"}, None),
+    ],
+)
+def test_engine_socket_only_where_the_cli_would_go(
+    environ: dict[str, str], expected: str | None
+) -> None:
+    assert engine.socket_path(environ) == expected
+
+
+def test_engine_socket_respects_the_current_docker_context(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"currentContext": "rootless"}')
+    assert engine.socket_path({"DOCKER_CONFIG": str(tmp_path)}) is None

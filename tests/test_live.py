@@ -60,7 +60,10 @@ def test_render_up_check_down(project_dir: Path, timings: list[str]) -> None:
     timings.append(f"{project_dir.name}: cold inv up -> healthy {cold:.2f} s, warm {warm:.2f} s")
 
     project = Project(project_dir)
-    assert {c.service for c in project.compose.ps()} == {s.name for s in project.services}
+    listed = project.compose.ps()
+    assert {c.service for c in listed} == {s.name for s in project.services}
+    # berth's fast Engine-API view must agree with `docker compose ps`.
+    assert sorted(project.containers(), key=str) == sorted(listed, key=str)
 
     run_in(project_dir, "nox", "--no-venv", "--no-install", "-s", "lint", "compose", "integration")
 

@@ -7,7 +7,7 @@ import os
 import socket
 from pathlib import Path
 
-from berth import proc
+from berth import engine, proc
 from berth.compose import Container
 from berth.errors import BerthError, CommandError
 from berth.project import Project
@@ -17,15 +17,23 @@ MIN_ENGINE = 25  # healthcheck start_interval needs Docker Engine 25
 
 def engine_version() -> str:
     """Server version of the reachable Docker engine, or BerthError."""
-    try:
-        out = proc.run(["docker", "version", "--format", "{{.Server.Version}}"], timeout=20)
-    except CommandError as exc:
-        raise BerthError(
-            "the Docker engine is not reachable",
-            why=exc.why,
-            fix="start Docker (e.g. `sudo systemctl start docker`) and check `docker info`",
-        ) from exc
-    version = out.stdout.strip()
+    version = ""
+    sock = engine.socket_path()
+    if sock:
+        try:
+            version = engine.server_version(sock)
+        except OSError:
+            version = ""  # ask the CLI, whose error message is the one users know
+    if not version:
+        try:
+            out = proc.run(["docker", "version", "--format", "{{.Server.Version}}"], timeout=20)
+        except CommandError as exc:
+            raise BerthError(
+                "the Docker engine is not reachable",
+                why=exc.why,
+                fix="start Docker (e.g. `sudo systemctl start docker`) and check `docker info`",
+            ) from exc
+        version = out.stdout.strip()
     major = version.split(".", 1)[0]
     if not major.isdigit() or int(major) < MIN_ENGINE:
         raise BerthError(

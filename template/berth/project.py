@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from berth import envfile, secrets
+from berth import engine, envfile, secrets
 from berth.compose import Compose, Container
 from berth.errors import BerthError
 from berth.service import Endpoint, Service, load_services
@@ -101,6 +101,16 @@ class Project:
             files=tuple(self.root / name for name in ENVIRONMENTS[self.env_name]),
             env_file=self.env_path,
         )
+
+    def containers(self) -> list[Container]:
+        """The stack's containers: from the Engine API when local, else `compose ps`."""
+        sock = engine.socket_path(dict(self.environ))
+        if sock:
+            try:
+                return engine.containers(self.name, sock)
+            except OSError:
+                pass  # the CLI below reports what is wrong in its own words
+        return self.compose.ps()
 
     # ── secrets ────────────────────────────────────────────────────────────
     def secret_names(self) -> list[str]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from berth import proc
+from berth import engine, proc
 from berth.compose import Container
 
 
@@ -62,6 +62,12 @@ def statuses_json(rows: list[Status]) -> str:
 def _inspect(ids: list[str]) -> dict[str, dict]:
     if not ids:
         return {}
+    sock = engine.socket_path()
+    if sock:
+        try:
+            return {item["Id"]: item for item in (engine.inspect(i, sock) for i in ids)}
+        except OSError:
+            pass  # fall back to the CLI
     out = proc.run(["docker", "inspect", *ids], check=False)
     if out.returncode != 0:
         return {}

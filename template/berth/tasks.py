@@ -60,13 +60,13 @@ def up(c: Context, timeout: int = 120, reveal: bool = False) -> None:
     for note in project.prepare():
         print(f"berth: {note}")
     checks.engine_version()
-    running = [x for x in project.compose.ps() if x.state == "running"]
+    running = [x for x in project.containers() if x.state == "running"]
     checks.ports(project, running)
     result = project.compose.run(
         "up", "--detach", "--wait", "--wait-timeout", str(timeout), "--remove-orphans",
         capture=False, check=False,
     )  # fmt: skip
-    containers = project.compose.ps()
+    containers = project.containers()
     if result.returncode != 0:
         raise _not_healthy(project, containers)
     elapsed = time.monotonic() - started
@@ -117,7 +117,7 @@ def stop(c: Context, service: str = "") -> None:
 def status(c: Context, json: bool = False) -> None:
     """Show each service: state, health, restarts, uptime, published ports."""
     project = load()
-    containers = project.compose.ps()
+    containers = project.containers()
     rows = report.statuses(containers)
     if json:
         print(report.statuses_json(rows))
@@ -156,7 +156,7 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
 def urls(c: Context, reveal: bool = False, json: bool = False) -> None:
     """Print connection strings of the running services."""
     project = load()
-    containers = project.compose.ps()
+    containers = project.containers()
     if json:
         import json as _json
 

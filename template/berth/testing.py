@@ -11,7 +11,7 @@ from berth.project import Project
 
 def healthy_containers(project: Project) -> tuple[list[Container], str]:
     """The stack's containers, and a problem description unless all are healthy."""
-    containers = project.compose.ps()
+    containers = project.containers()
     states = {c.service: (c.state, c.health) for c in containers}
     bad = {
         s.name: states.get(s.name, ("missing", ""))

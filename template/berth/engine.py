@@ -1,0 +1,110 @@
+"""Read-only Docker Engine API over the local unix socket, for fast state queries.
+
+Spawning `docker compose ps` or `docker inspect` costs 60-150 ms each (a Go
+binary starting up); one HTTP GET on the socket costs a few milliseconds, and
+`inv up` asks several times. Anything that changes state still goes through
+the compose helper. `socket_path()` returns None (callers then use the CLI)
+when the CLI would talk to another engine: DOCKER_HOST not unix://, or a
+docker context other than the default.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from berth.compose import Container
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+TIMEOUT = 10.0
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=TIMEOUT)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(TIMEOUT)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def socket_path(environ: dict[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    if env.get("DOCKER_CONTEXT", "default") != "default":
+        return None
+    host = env.get("DOCKER_HOST", "")
+    if host:
+        return host.removeprefix("unix://") if host.startswith("unix://") else None
+    config = Path(env.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+    try:
+        context = json.loads(config.read_text()).get("currentContext", "default")
+    except (OSError, ValueError):
+        context = "default"
+    if context not in ("", "default"):
+        return None
+    return DEFAULT_SOCKET if Path(DEFAULT_SOCKET).exists() else None
+
+
+def get(path: str, sock: str) -> Any:
+    """GET an Engine API path and decode the JSON body (OSError if unreachable)."""
+    conn = _UnixConnection(sock)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise OSError(f"engine answered {response.status} to GET {path}")
+    return json.loads(body)
+
+
+def server_version(sock: str) -> str:
+    return str(get("/version", sock).get("Version", ""))
+
+
+def containers(project: str, sock: str) -> list[Container]:
+    """Containers of a compose project, as `docker compose ps --all` lists them."""
+    filters = json.dumps({"label": [f"com.docker.compose.project={project}"]})
+    rows = get(f"/containers/json?all=1&filters={quote(filters)}", sock)
+    return [_container(row) for row in rows if _is_service(row)]
+
+
+def inspect(container_id: str, sock: str) -> dict[str, Any]:
+    return dict(get(f"/containers/{quote(container_id)}/json", sock))
+
+
+def _is_service(row: dict[str, Any]) -> bool:
+    return (row.get("Labels") or {}).get("com.docker.compose.oneoff", "False") != "True"
+
+
+def _container(row: dict[str, Any]) -> Container:
+    status = row.get("Status", "")
+    health = ""
+    for word, value in (("(healthy)", "healthy"), ("(unhealthy)", "unhealthy"),
+                        ("(health: starting)", "starting")):  # fmt: skip
+        if word in status:
+            health = value
+    ports = tuple(
+        (p.get("IP", ""), int(p["PublicPort"]), int(p["PrivatePort"]))
+        for p in row.get("Ports") or ()
+        if p.get("PublicPort")
+    )
+    return Container(
+        service=(row.get("Labels") or {}).get("com.docker.compose.service", ""),
+        name=(row.get("Names") or ["/"])[0].lstrip("/"),
+        state=row.get("State", ""),
+        health=health,
+        exit_code=int(match.group(1)) if (match := re.search(r"Exited \((\d+)\)", status)) else 0,
+        publishers=tuple(sorted(set(ports))),
+        id=row.get("Id", "")[:12],  # the short form `docker compose ps` prints
+    )
