@@ -39,3 +39,9 @@ def tests(session: nox.Session) -> None:
 def live(session: nox.Session) -> None:
     """Live tests: render, `inv up`, the project's own nox sessions, `inv down`, teardown."""
     session.run(PY, "-m", "pytest", "-m", "live", "-q", *session.posargs)
+
+
+@nox.session(python=False, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark (opt-in): cold/warm up vs raw compose, health, memory, render -> bench/."""
+    session.run(PY, "scripts/bench.py", *session.posargs)

@@ -1,0 +1,337 @@
+"""Benchmark: how fast a rendered stack gets healthy, and what `inv` adds.
+
+Run with `nox -s bench` (not part of the default test run). In ONE run, so
+ratios are meaningful on a noisy machine, for each rendered project:
+cold `inv up` (no containers, no volumes), warm `inv up` (containers stopped,
+volumes kept) and `inv down`, the same with raw `docker compose`, per-service
+start -> healthy from `docker inspect`, idle memory after 30 s, and the
+`copier copy` render time. Writes bench/results.json and bench/RESULTS.md.
+Every stack it starts is removed with its volumes, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import REPO, VENV_BIN, default_services, free_port, service_choices, tool_env
+
+sys.path.insert(0, str(REPO / "template"))
+from berth.project import Project
+
+OUT = REPO / "bench" / "out"
+TARGETS = {
+    "cold_s": 8.0,  # full stack cold -> healthy
+    "warm_s": 3.0,
+    "overhead_ratio": 1.10,  # inv up vs raw compose ...
+    "overhead_s": 0.25,  # ... or at most this much slower
+    "idle_mem_mb": 1536.0,
+    "render_s": 2.0,
+}
+
+
+def timed(action: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {
+        "min": round(min(values), 3),
+        "median": round(statistics.median(values), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+    }
+
+
+def quiet(cmd: list[str], cwd: Path) -> None:
+    result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+class Stack:
+    """One rendered project, driven through `inv` and through raw compose."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.project = Project(root)
+        self.project.prepare()  # .env + secrets, so raw compose can run too
+
+    def inv(self, *args: str) -> None:
+        quiet([sys.executable, "-m", "invoke", *args], self.root)
+
+    def raw(self, *args: str) -> None:
+        # The same files, project name and env file as `inv`, minus berth.
+        quiet(self.project.compose.argv(*args), self.root)
+
+    def wipe(self) -> None:
+        self.raw("down", "--volumes", "--remove-orphans")
+
+    def start_to_healthy(self) -> dict[str, float]:
+        """Seconds from container start to its first passing health check."""
+        ids = [c.id for c in self.project.compose.ps()]
+        out = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True)
+        result = {}
+        for item in json.loads(out.stdout):
+            service = item["Config"]["Labels"]["com.docker.compose.service"]
+            state = item["State"]
+            passed = [e for e in (state.get("Health") or {}).get("Log", []) if e["ExitCode"] == 0]
+            if passed:
+                result[service] = round(_ts(passed[0]["End"]) - _ts(state["StartedAt"]), 3)
+        return result
+
+    def memory_mb(self) -> dict[str, float]:
+        ids = [c.id for c in self.project.compose.ps()]
+        out = subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{json .}}", *ids],
+            capture_output=True,
+            text=True,
+        )
+        result = {}
+        for line in out.stdout.splitlines():
+            row = json.loads(line)
+            service = row["Name"].removeprefix(f"{self.project.name}-").rsplit("-", 1)[0]
+            result[service] = round(_mib(row["MemUsage"].split("/")[0]), 1)
+        return result
+
+
+def _ts(stamp: str) -> float:
+    # Docker prints RFC 3339 with nanoseconds; keep microseconds for fromisoformat.
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    frac = (frac.split("+")[0].split("-")[0] + "000000")[:6]
+    return datetime.fromisoformat(f"{head}.{frac}+00:00").timestamp()
+
+
+def _mib(text: str) -> float:
+    text = text.strip()
+    units = {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "kB": 1 / 1024, "MB": 1, "GB": 1024, "B": 0}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text) / 2**20
+
+
+def measure_stack(root: Path, reps: int, idle_seconds: int) -> dict[str, Any]:
+    stack = Stack(root)
+    runs: dict[str, list[float]] = {k: [] for k in (
+        "inv_cold", "inv_warm", "inv_down", "raw_cold", "raw_warm", "raw_down")}  # fmt: skip
+    healthy: dict[str, list[float]] = {}
+    try:
+        for _ in range(reps):
+            # Interleave inv and raw so machine noise hits both alike.
+            for tool, up, stop, down in (
+                ("inv", lambda: stack.inv("up"), lambda: stack.inv("stop"),
+                 lambda: stack.inv("down")),
+                ("raw", lambda: stack.raw("up", "--detach", "--wait"), lambda: stack.raw("stop"),
+                 lambda: stack.raw("down")),
+            ):  # fmt: skip
+                stack.wipe()
+                runs[f"{tool}_cold"].append(timed(up))
+                if tool == "inv":
+                    for service, seconds in stack.start_to_healthy().items():
+                        healthy.setdefault(service, []).append(seconds)
+                stop()
+                runs[f"{tool}_warm"].append(timed(up))
+                runs[f"{tool}_down"].append(timed(down))
+        stack.wipe()
+        stack.inv("up")
+        time.sleep(idle_seconds)  # idle memory is by definition measured after waiting
+        memory = stack.memory_mb()
+    finally:
+        stack.wipe()
+    summary = {name: stats(values) for name, values in runs.items()}
+    for phase in ("cold", "warm", "down"):
+        inv, raw = summary[f"inv_{phase}"]["median"], summary[f"raw_{phase}"]["median"]
+        summary[f"overhead_{phase}"] = {
+            "ratio": round(inv / raw, 3),
+            "ms": round(1000 * (inv - raw)),
+        }
+    summary["start_to_healthy"] = {s: stats(v) for s, v in sorted(healthy.items())}
+    summary["idle_memory_mb"] = {"per_service": memory, "total": round(sum(memory.values()), 1)}
+    return summary
+
+
+def measure_render(reps: int, work: Path) -> dict[str, float]:
+    times = []
+    for i in range(reps):
+        dst = work / f"render-{i}"
+        cmd = [str(VENV_BIN / "copier"), "copy", "--defaults", "--quiet", "--vcs-ref", "HEAD",
+               str(REPO), str(dst)]  # fmt: skip
+        times.append(timed(lambda cmd=cmd: quiet(cmd, work)))
+    return stats(times)
+
+
+def machine() -> dict[str, str]:
+    def out(cmd: list[str]) -> str:
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else "?"
+
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor())  # fmt: skip
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpu": f"{cpu} x {os.cpu_count()}",
+        "memory": f"{mem_kb / 2**20:.1f} GiB",
+        "kernel": platform.release(),
+        "docker": out(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "compose": out(["docker", "compose", "version", "--short"]),
+        "python": platform.python_version(),
+    }
+
+
+def verdicts(projects: dict[str, Any], render: dict[str, float]) -> list[dict[str, Any]]:
+    full = projects["full"]
+    rows = [
+        ("full stack cold inv up -> healthy (median)", full["inv_cold"]["median"], "s",
+         f"<= {TARGETS['cold_s']}", full["inv_cold"]["median"] <= TARGETS["cold_s"]),
+        ("full stack warm inv up (median)", full["inv_warm"]["median"], "s",
+         f"<= {TARGETS['warm_s']}", full["inv_warm"]["median"] <= TARGETS["warm_s"]),
+        ("inv up overhead vs raw compose, cold", full["overhead_cold"]["ratio"], "x",
+         f"<= {TARGETS['overhead_ratio']}x or <= {TARGETS['overhead_s']} s over",
+         full["overhead_cold"]["ratio"] <= TARGETS["overhead_ratio"]
+         or full["overhead_cold"]["ms"] <= 1000 * TARGETS["overhead_s"]),
+        ("inv up overhead vs raw compose, warm", full["overhead_warm"]["ratio"], "x",
+         f"<= {TARGETS['overhead_ratio']}x or <= {TARGETS['overhead_s']} s over",
+         full["overhead_warm"]["ratio"] <= TARGETS["overhead_ratio"]
+         or full["overhead_warm"]["ms"] <= 1000 * TARGETS["overhead_s"]),
+        ("idle memory of the full stack after 30 s", full["idle_memory_mb"]["total"], "MiB",
+         f"<= {TARGETS['idle_mem_mb']:.0f}",
+         full["idle_memory_mb"]["total"] <= TARGETS["idle_mem_mb"]),
+        ("copier copy render (median)", render["median"], "s", f"<= {TARGETS['render_s']}",
+         render["median"] <= TARGETS["render_s"]),
+    ]  # fmt: skip
+    return [
+        {"what": w, "value": v, "unit": u, "target": t, "met": bool(m)} for w, v, u, t, m in rows
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "# berth benchmark results",
+        "",
+        f"Measured {results['created']} with `nox -s bench` ({results['reps']} repetitions"
+        f" each, interleaved inv/raw). Regenerate with `nox -s bench`.",
+        "",
+        "Machine: " + "; ".join(f"{k} {v}" for k, v in results["machine"].items()),
+        "",
+        "## Targets",
+        "",
+        "| measure | value | target | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in results["verdicts"]:
+        mark = "yes" if row["met"] else "**no**"
+        lines.append(f"| {row['what']} | {row['value']} {row['unit']} | {row['target']} | {mark} |")
+    for label, data in results["projects"].items():
+        services = ", ".join(data["services"])
+        header = "| step | inv (min/median/max s) | raw compose (min/median/max s) | overhead |"
+        lines += ["", f"## {label}: {services}", "", header, "| --- | --- | --- | --- |"]
+        for phase in ("cold", "warm", "down"):
+            inv, raw, over = data[f"inv_{phase}"], data[f"raw_{phase}"], data[f"overhead_{phase}"]
+            lines.append(
+                f"| {phase} | {inv['min']} / {inv['median']} / {inv['max']} | "
+                f"{raw['min']} / {raw['median']} / {raw['max']} | "
+                f"{over['ratio']}x ({over['ms']:+d} ms) |"
+            )
+        lines += ["", "| service | start -> healthy (min/median/max s) | idle memory (MiB) |",
+                  "| --- | --- | --- |"]  # fmt: skip
+        memory = data["idle_memory_mb"]["per_service"]
+        for service, s in data["start_to_healthy"].items():
+            lines.append(
+                f"| {service} | {s['min']} / {s['median']} / {s['max']} | {memory.get(service)} |"
+            )
+        lines.append(f"| **total** | | {data['idle_memory_mb']['total']} |")
+    r = results["render"]
+    lines += [
+        "",
+        f"Render (`copier copy --defaults`): {r['min']} / {r['median']} / {r['max']} s.",
+        "",
+    ]
+    if results.get("notes"):
+        lines += ["## Where the time goes", "", *results["notes"], ""]
+    return "\n".join(lines)
+
+
+def notes(projects: dict[str, Any]) -> list[str]:
+    """Plain statements about the slowest service and the phases, from the data."""
+    full = projects["full"]
+    health = full["start_to_healthy"]
+    slowest = max(health, key=lambda s: health[s]["median"]) if health else None
+    out = []
+    if slowest:
+        out.append(
+            f"- Cold start is bounded by the slowest service: {slowest} needs "
+            f"{health[slowest]['median']} s from container start to its first passing health "
+            "check (for PostgreSQL a cold start includes initdb of the empty volume)."
+        )
+    over = full["overhead_cold"]["ms"]
+    out.append(
+        f"- `inv up` adds {over:+d} ms to a cold start over raw compose: pre-checks (engine,"
+        " .env, secrets, ports: one `docker version`, one `compose ps`) and the final"
+        " status/URL output (one `compose ps`, one `docker inspect`)."
+    )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5, help="repetitions per measurement")
+    parser.add_argument("--idle", type=int, default=30, help="seconds idle before memory")
+    args = parser.parse_args()
+
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
+    sets = {"defaults": default_services(), "full": service_choices()}
+    projects: dict[str, Any] = {}
+    measured: dict[tuple[str, ...], dict[str, Any]] = {}
+    from harness import render
+
+    for label, services in sets.items():
+        key = tuple(sorted(services))
+        if key in measured:  # the defaults may already be the full catalog
+            projects[label] = measured[key]
+            continue
+        slug = f"berth-bench-{label}-{uuid.uuid4().hex[:6]}"
+        ports = {f"{s}_port": free_port() for s in service_choices()}
+        root = render(OUT / slug, project_slug=slug, services=services, **ports)
+        print(f"bench: {label} ({', '.join(services)}) x{args.reps}", flush=True)
+        data = measure_stack(root, args.reps, args.idle)
+        data["services"] = services
+        projects[label] = measured[key] = data
+    print("bench: render", flush=True)
+    render_stats = measure_render(args.reps, OUT)
+
+    results = {
+        "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "reps": args.reps,
+        "machine": machine(),
+        "targets": TARGETS,
+        "projects": projects,
+        "render": render_stats,
+        "verdicts": verdicts(projects, render_stats),
+        "notes": notes(projects),
+    }
+    (REPO / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (REPO / "bench" / "RESULTS.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
