@@ -6,6 +6,7 @@ import io
 import os
 import socket
 import stat
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -289,3 +290,35 @@ def test_engine_socket_only_where_the_cli_would_go(
 def test_engine_socket_respects_the_current_docker_context(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"currentContext": "rootless"}')
     assert engine.socket_path({"DOCKER_CONFIG": str(tmp_path)}) is None
+
+
+def fake_engine(tmp_path: Path, answer: bytes) -> tuple[str, threading.Thread]:
+    path = str(tmp_path / "docker.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def serve() -> None:
+        with server, server.accept()[0] as conn:
+            conn.recv(4096)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return path, thread
+
+
+def test_engine_get_reads_an_http10_json_answer(tmp_path: Path) -> None:
+    answer = b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"Version": "26.1.5"}'
+    path, thread = fake_engine(tmp_path, answer)
+    assert engine.server_version(path) == "26.1.5"
+    thread.join(5)
+
+
+def test_engine_get_turns_errors_into_oserror(tmp_path: Path) -> None:
+    path, thread = fake_engine(tmp_path, b"HTTP/1.0 404 Not Found\r\n\r\n{}")
+    with pytest.raises(OSError, match="404"):
+        engine.get("/containers/nope/json", path)
+    thread.join(5)
+    with pytest.raises(OSError):
+        engine.get("/version", str(tmp_path / "absent.sock"))

@@ -10,7 +10,6 @@ docker context other than the default.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -23,18 +22,6 @@ from berth.compose import Container
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 TIMEOUT = 10.0
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=TIMEOUT)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(TIMEOUT)
-        sock.connect(self._path)
-        self.sock = sock
 
 
 def socket_path(environ: dict[str, str] | None = None) -> str | None:
@@ -55,17 +42,28 @@ def socket_path(environ: dict[str, str] | None = None) -> str | None:
 
 
 def get(path: str, sock: str) -> Any:
-    """GET an Engine API path and decode the JSON body (OSError if unreachable)."""
-    conn = _UnixConnection(sock)
+    """GET an Engine API path and decode the JSON body (OSError if unreachable).
+
+    HTTP/1.0 on purpose: the engine then answers with a plain body and closes
+    the connection, so a socket is all we need (http.client alone costs more
+    import time than the whole request).
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(TIMEOUT)
+        conn.connect(sock)
+        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    parts = status_line.split()
+    if len(parts) < 2 or parts[1] != "200":
+        raise OSError(f"engine answered {status_line!r} to GET {path}")
     try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-    finally:
-        conn.close()
-    if response.status != 200:
-        raise OSError(f"engine answered {response.status} to GET {path}")
-    return json.loads(body)
+        return json.loads(body)
+    except ValueError as exc:
+        raise OSError(f"engine sent an unreadable answer to GET {path}") from exc
 
 
 def server_version(sock: str) -> str:

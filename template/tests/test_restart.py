@@ -18,12 +18,12 @@ def test_data_survives_down_and_up(project: Project, urls: dict[str, dict[str, s
     probes = service_test_modules(project)
     assert set(probes) == {s.name for s in project.services}, "every service needs a probe"
     token = uuid.uuid4().hex
-    before = {c.service: c.id for c in project.compose.ps()}
+    before = {c.service: c.id for c in project.containers()}
     for name, probe in probes.items():
         probe.write_marker(urls[name], token)
 
     inv(project, "down")
-    assert project.compose.ps() == [], "inv down must remove the containers"
+    assert project.containers() == [], "inv down must remove the containers"
     inv(project, "up")
 
     after, problem = healthy_containers(project)
