@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -45,21 +46,31 @@ def render(dst: Path, **answers: Any) -> Path:
     return dst
 
 
-def pinned_images() -> dict[str, str]:
-    """service -> image from docker/images.txt."""
+def pinned_images() -> set[tuple[str, str]]:
+    """(service, image) pairs from docker/images.txt."""
     lines = (REPO / "docker" / "images.txt").read_text(encoding="utf-8").splitlines()
     rows = (line.split() for line in lines)
-    return {row[0]: row[1] for row in rows if row and not row[0].startswith("#")}
+    return {(row[0], row[1]) for row in rows if row and not row[0].startswith("#")}
 
 
-def missing_images(services: list[str] | None = None) -> list[str]:
-    """Pinned images (of `services`, default all) that are not in the local engine."""
-    wanted = [i for s, i in pinned_images().items() if services is None or s in services]
-    return [
+def project_images(root: Path) -> set[tuple[str, str]]:
+    """(service, image) pairs of a rendered project, from its resolved compose config."""
+    result = subprocess.run(
+        ["docker", "compose", "--project-directory", str(root),
+         "--env-file", str(root / ".env.example"), "config", "--format", "json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    services = json.loads(result.stdout)["services"]
+    return {(name, spec["image"]) for name, spec in services.items()}
+
+
+def missing_images(root: Path) -> list[str]:
+    """Images a rendered project needs that the local engine does not have."""
+    return sorted(
         image
-        for image in wanted
+        for _service, image in project_images(root)
         if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode
-    ]
+    )
 
 
 def free_port() -> int:

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.live
 
 CASES = {
     "defaults": {},
-    "postgres-only": {"services": ["postgres"]},
+    "postgres-only": {"services": ["postgres"], "pgvector": False},
+    "postgres17-pgvector": {"services": ["postgres"], "postgres_version": 17},
     "valkey-only": {"services": ["valkey"]},
 }
 
@@ -37,7 +38,7 @@ def project_dir(
     slug = f"berth-live-{request.param}-{uuid.uuid4().hex[:6]}"
     answers = {"project_slug": slug, "postgres_port": free_port(), "valkey_port": free_port()}
     root = render(tmp_path / slug, **answers, **CASES[request.param])
-    missing = missing_images(Project(root).service_names())
+    missing = missing_images(root)
     if missing:
         pytest.fail(f"images missing locally: {missing}; run `docker pull IMAGE` (CI: provision)")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import docker
@@ -29,9 +30,12 @@ def test_login_with_secret_create_write_read(dsn: str) -> None:
         conn.execute(sql.SQL("DROP TABLE {}").format(table))
 
 
-def test_server_is_postgres_18_with_scram(dsn: str) -> None:
+def test_server_major_matches_the_pinned_image_and_uses_scram(dsn: str, stack: list) -> None:
+    container = next(c for c in stack if c.service == "postgres")
+    image = docker.from_env().containers.get(container.id).attrs["Config"]["Image"]
+    pinned_major = int(re.sub(r"\D", "", image.rsplit(":", 1)[1]))  # postgres:18, …:pg18
     with psycopg.connect(dsn, connect_timeout=5) as conn:
-        assert conn.info.server_version // 10000 == 18
+        assert conn.info.server_version // 10000 == pinned_major
         assert conn.execute("SHOW password_encryption").fetchone() == ("scram-sha-256",)
 
 
