@@ -26,7 +26,18 @@ BAD_ANSWERS: list[tuple[dict[str, Any], str]] = [
     ({"postgres_port": 1023}, "ports below 1024 need root"),
     ({"postgres_port": 65536}, "from 1024 to 65535 (got 65536)"),
     ({"valkey_port": 0}, "valkey_port must be a whole number from 1024 to 65535"),
-    ({"postgres_port": 6379}, "valkey_port 6379 is already used by postgres_port"),
+    (
+        {"postgres_port": 6379},
+        "valkey_port 6379 is already used by postgres_port; choose a different",
+    ),
+    (
+        {"services": ["clickhouse"], "clickhouse_native_port": 8123},
+        "clickhouse_http_port 8123 is already used by clickhouse_native_port",
+    ),
+    (
+        {"services": ["clickhouse"], "clickhouse_http_port": 99999},
+        "clickhouse_http_port must be a whole number",
+    ),
     ({"postgres_port": 7000, "valkey_port": 7000}, "is already used by"),
 ]
 

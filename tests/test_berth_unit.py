@@ -200,12 +200,12 @@ def test_unusable_bind_address_is_explained() -> None:
 # ── services and project ────────────────────────────────────────────────────
 def test_template_services_load_and_build_urls() -> None:
     services = {s.name: s for s in load_services(TEMPLATE_SERVICES)}
-    assert set(services) == {"postgres", "valkey"}
+    assert set(services) == {"postgres", "valkey", "clickhouse"}
     odd = {"postgres_password": "p@ss/w:rd", "valkey_password": "v@l"}
     env = {"POSTGRES_USER": "app", "POSTGRES_DB": "my db"}
-    pg = services["postgres"].urls(env, odd.__getitem__, Endpoint("127.0.0.1", 5))
+    pg = services["postgres"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 5)})
     assert pg == {"DATABASE_URL": "postgresql://app:p%40ss%2Fw%3Ard@127.0.0.1:5/my%20db"}
-    vk = services["valkey"].urls(env, odd.__getitem__, Endpoint("127.0.0.1", 6))
+    vk = services["valkey"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 6)})
     assert vk == {"VALKEY_URL": "redis://default:v%40l@127.0.0.1:6/0"}
 
 
@@ -246,7 +246,7 @@ def test_project_reports_missing_env_keys_and_bad_ports(tmp_path: Path) -> None:
     (root / ".env").write_text((root / ".env.example").read_text())
     project = Project(root, environ={"POSTGRES_PORT": "80"})
     with pytest.raises(BerthError, match=r"POSTGRES_PORT='80' is not a port from 1024"):
-        project.host_port(project.service("postgres"))
+        project.host_port(project.service("postgres").ports[0])
     with pytest.raises(BerthError, match="no service named 'mysql'"):
         project.service("mysql")
 

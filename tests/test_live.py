@@ -28,6 +28,7 @@ CASES = {
     "postgres-only": {"services": ["postgres"], "pgvector": False},
     "postgres17-pgvector": {"services": ["postgres"], "postgres_version": 17},
     "valkey-only": {"services": ["valkey"]},
+    "clickhouse-only": {"services": ["clickhouse"]},
 }
 
 
@@ -36,7 +37,8 @@ def project_dir(
     request: pytest.FixtureRequest, tmp_path: Path, docker_engine: None
 ) -> Iterator[Path]:
     slug = f"berth-live-{request.param}-{uuid.uuid4().hex[:6]}"
-    answers = {"project_slug": slug, "postgres_port": free_port(), "valkey_port": free_port()}
+    ports = ("postgres_port", "valkey_port", "clickhouse_http_port", "clickhouse_native_port")
+    answers = {"project_slug": slug, **{name: free_port() for name in ports}}
     root = render(tmp_path / slug, **answers, **CASES[request.param])
     missing = missing_images(root)
     if missing:

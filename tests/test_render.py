@@ -21,7 +21,7 @@ SUBSETS = [
 
 
 def test_matrix_comes_from_copier_yml() -> None:
-    assert CHOICES == ["postgres", "valkey"]
+    assert CHOICES == ["postgres", "valkey", "clickhouse"]
     assert default_services() == ["postgres", "valkey"]
     assert copier_config()["_subdirectory"] == "template"
 

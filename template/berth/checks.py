@@ -48,21 +48,21 @@ def ports(project: Project, running: list[Container]) -> None:
     """Every dev host port is free, or already published by this project's stack."""
     ours = {port for c in running for _ip, port, _t in c.publishers}
     seen: dict[int, str] = {}
-    for service in project.services:
-        port = project.host_port(service)
+    for spec in (p for service in project.services for p in service.ports):
+        port, var = project.host_port(spec), spec.env_var
         if port in seen:
             raise BerthError(
-                f".env: {service.port_var} and {seen[port]} are both {port}",
-                fix=f"give {service.port_var} another port, e.g. {free_port_near(port + 1)}",
+                f".env: {var} and {seen[port]} are both {port}",
+                fix=f"give {var} another port, e.g. {free_port_near(port + 1)}",
             )
-        seen[port] = service.port_var
+        seen[port] = var
         if port in ours:
             continue
         holder = port_in_use(project.bind_address, port)
         if holder is not None:
             raise BerthError(
-                f"port {port} ({service.port_var}) on {project.bind_address} is taken by {holder}",
-                fix=f"stop it, or set {service.port_var}={free_port_near(port + 1)} in .env",
+                f"port {port} ({var}) on {project.bind_address} is taken by {holder}",
+                fix=f"stop it, or set {var}={free_port_near(port + 1)} in .env",
             )
 
 

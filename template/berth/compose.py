@@ -31,9 +31,13 @@ class Container:
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> Container:
         publishers = tuple(
-            (p.get("URL") or "", int(p["PublishedPort"]), int(p["TargetPort"]))
-            for p in row.get("Publishers") or ()
-            if p.get("PublishedPort")
+            sorted(
+                {
+                    (p.get("URL") or "", int(p["PublishedPort"]), int(p["TargetPort"]))
+                    for p in row.get("Publishers") or ()
+                    if p.get("PublishedPort")
+                }
+            )
         )
         return cls(
             service=row.get("Service", ""),

@@ -11,7 +11,7 @@ from pathlib import Path
 from berth import engine, envfile, secrets
 from berth.compose import Compose, Container
 from berth.errors import BerthError
-from berth.service import Endpoint, Service, load_services
+from berth.service import Endpoint, Port, Service, load_services
 
 #: compose files per environment, after compose.yaml (which includes services/*/compose.yaml).
 ENVIRONMENTS: dict[str, tuple[str, ...]] = {
@@ -83,12 +83,12 @@ class Project:
     def bind_address(self) -> str:
         return self.values.get("BIND_ADDRESS", "127.0.0.1")
 
-    def host_port(self, service: Service) -> int:
-        raw = self.values.get(service.port_var, "")
+    def host_port(self, port: Port) -> int:
+        raw = self.values.get(port.env_var, "")
         if not raw.isdigit() or not 1024 <= int(raw) <= 65535:
             raise BerthError(
-                f".env: {service.port_var}={raw!r} is not a port from 1024 to 65535",
-                fix=f"set {service.port_var} to a free port such as {service.port + 10000}",
+                f".env: {port.env_var}={raw!r} is not a port from 1024 to 65535",
+                fix=f"set {port.env_var} to a free port such as {port.container + 10000}",
             )
         return int(raw)
 
@@ -140,11 +140,19 @@ class Project:
         result: dict[str, dict[str, str]] = {}
         for service in self.services:
             container = by_service.get(service.name)
-            published = container.host_port(service.port) if container else None
-            if not service.urls or not published:
+            if not service.urls or container is None:
                 continue
-            host, port = published
-            if host in ("", "0.0.0.0", "::"):  # noqa: S104 - reading, not binding
-                host = "127.0.0.1"
-            result[service.name] = service.urls(self.values, lookup, Endpoint(host, port))
+            endpoints = {}
+            for port in service.ports:
+                published = container.host_port(port.container)
+                if published:
+                    host, number = published
+                    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - reading, not binding
+                        host = "127.0.0.1"
+                    endpoints[port.name] = Endpoint(host, number)
+            if len(endpoints) == len(service.ports):
+                result[service.name] = service.urls(self.values, lookup, endpoints)
         return result
+
+    def warnings(self) -> list[str]:
+        return [w for s in self.services if s.preflight for w in s.preflight(self.values)]

@@ -26,26 +26,44 @@ class Endpoint:
     port: int
 
 
+#: Published endpoints of one service, by port name.
+Endpoints = Mapping[str, Endpoint]
+
+
+@dataclass(frozen=True)
+class Port:
+    """A container port that the dev overlay publishes on the host.
+
+    name: key of the endpoint handed to `urls` ("main", "http", ...).
+    container: the port inside the container.
+    env_var: the .env variable holding the dev host port.
+    """
+
+    name: str
+    container: int
+    env_var: str
+
+
 @dataclass(frozen=True)
 class Service:
     """Declaration of one compose service.
 
     name: the compose service name (and folder name).
-    port: the container port apps connect to; its host side is published by
-      the overlay and found with `docker compose ps`.
-    port_var: the .env variable holding the dev host port.
+    ports: published ports; their host side is read back from the running
+      containers, so connection strings are right for any overlay.
     secrets: files under secrets/ generated when missing.
     derived: builds files from the secrets (e.g. an ACL with hashes) that are
       rewritten on every `inv up`; returns {file name: (content, mode)}.
-    urls: named connection strings for an endpoint.
+    urls: named connection strings, given an Endpoint per port name.
+    preflight: warnings about .env values, printed by `inv up` before starting.
     """
 
     name: str
-    port: int
-    port_var: str
+    ports: tuple[Port, ...] = ()
     secrets: tuple[str, ...] = ()
     derived: Callable[[SecretLookup], dict[str, tuple[str, int]]] | None = None
-    urls: Callable[[Mapping[str, str], SecretLookup, Endpoint], dict[str, str]] | None = None
+    urls: Callable[[Mapping[str, str], SecretLookup, Endpoints], dict[str, str]] | None = None
+    preflight: Callable[[Mapping[str, str]], list[str]] | None = None
 
 
 def load_services(services_dir: Path) -> tuple[Service, ...]:

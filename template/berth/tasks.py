@@ -60,6 +60,8 @@ def up(c: Context, timeout: int = 120, reveal: bool = False) -> None:
     for note in project.prepare():
         print(f"berth: {note}")
     checks.engine_version()
+    for warning in project.warnings():
+        print(f"berth: warning: {warning}", file=sys.stderr)
     running = [x for x in project.containers() if x.state == "running"]
     checks.ports(project, running)
     result = project.compose.run(

@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from berth.service import Endpoint, SecretLookup, Service
+from berth.service import Endpoints, Port, SecretLookup, Service
 
 
-def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoint) -> dict[str, str]:
+def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[str, str]:
     user = quote(env["POSTGRES_USER"], safe="")
     password = quote(secret("postgres_password"), safe="*")
     database = quote(env["POSTGRES_DB"], safe="")
-    return {"DATABASE_URL": f"postgresql://{user}:{password}@{at.host}:{at.port}/{database}"}
+    main = at["main"]
+    return {"DATABASE_URL": f"postgresql://{user}:{password}@{main.host}:{main.port}/{database}"}
 
 
 SERVICE = Service(
     name="postgres",
-    port=5432,
-    port_var="POSTGRES_PORT",
+    ports=(Port("main", 5432, "POSTGRES_PORT"),),
     secrets=("postgres_password",),
     urls=urls,
 )

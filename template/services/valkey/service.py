@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from berth.service import Endpoint, SecretLookup, Service
+from berth.service import Endpoints, Port, SecretLookup, Service
 
 #: Commands the application user may not run: administration (CONFIG, DEBUG,
 #: SHUTDOWN, MONITOR, SAVE, REPLICAOF, MODULE, ...), wiping every database, and
@@ -31,15 +31,15 @@ def acl(secret: SecretLookup) -> dict[str, tuple[str, int]]:
     return {"valkey_users.acl": (text, 0o644)}
 
 
-def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoint) -> dict[str, str]:
+def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[str, str]:
     password = quote(secret("valkey_password"), safe="*")
-    return {"VALKEY_URL": f"redis://default:{password}@{at.host}:{at.port}/0"}
+    main = at["main"]
+    return {"VALKEY_URL": f"redis://default:{password}@{main.host}:{main.port}/0"}
 
 
 SERVICE = Service(
     name="valkey",
-    port=6379,
-    port_var="VALKEY_PORT",
+    ports=(Port("main", 6379, "VALKEY_PORT"),),
     secrets=("valkey_password", "valkey_admin_password"),
     derived=acl,
     urls=urls,
