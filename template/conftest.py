@@ -7,6 +7,7 @@ tests/test_restart.py can prove every service keeps its data across restarts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ ROOT = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="session")
 def project() -> Project:
-    return Project(ROOT)
+    """The stack under test: BERTH_ENV (set to `test` by `nox -s integration`), else dev."""
+    return Project(ROOT, env_name=os.environ.get("BERTH_ENV", "dev"))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from berth.compose import Compose  # noqa: E402 - needs ROOT on sys.path
-from berth.project import ENVIRONMENTS  # noqa: E402
+from berth.project import ENVIRONMENTS, Project  # noqa: E402
 
 nox.options.sessions = ["lint", "compose", "integration"]
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -35,7 +35,7 @@ def lint(session: nox.Session) -> None:
 def compose(session: nox.Session) -> None:
     """`docker compose config` for the base file and every overlay, against .env.example."""
     session.install(*REQUIREMENTS)
-    combinations = {"base": ("compose.yaml",), **ENVIRONMENTS}
+    combinations = {"base": ("compose.yaml",), **{k: e.files for k, e in ENVIRONMENTS.items()}}
     for label, files in combinations.items():
         helper = Compose(
             project_dir=ROOT,
@@ -49,22 +49,16 @@ def compose(session: nox.Session) -> None:
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """Live pytest against the stack; starts it with `inv up` if needed, stops it after."""
+    """Live pytest against a separate test stack (<name>-test), removed afterwards.
+
+    The test stack has its own project name and ephemeral ports, so this runs
+    beside a dev stack started with `inv up` without touching it.
+    """
     session.install(*REQUIREMENTS)
-    was_running = _stack_running()
-    session.run("inv", "up")
+    env = {"BERTH_ENV": "test"}
     try:
-        session.run("pytest", *(session.posargs or ["-q"]))
+        session.run("inv", "up", "--env", "test", env=env)
+        session.run("pytest", *(session.posargs or ["-q"]), env=env)
     finally:
-        if not was_running:
-            session.run("inv", "down")
-
-
-def _stack_running() -> bool:
-    from berth.project import Project
-
-    try:
-        containers = Project(ROOT).compose.ps()
-    except Exception:  # no .env yet, no engine: not running
-        return False
-    return any(c.state == "running" for c in containers)
+        test_stack = Project(ROOT, env_name="test").compose
+        session.run(*test_stack.argv("down", "--volumes", "--remove-orphans"), external=True)

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from berth import envfile
@@ -68,18 +69,51 @@ def test_render_up_check_down(project_dir: Path, timings: list[str]) -> None:
     # berth's fast Engine-API view must agree with `docker compose ps`.
     assert sorted(project.containers(), key=str) == sorted(listed, key=str)
 
+    # The project's own checks; integration runs on a separate test stack
+    # while the dev stack stays up, and must leave the dev stack untouched.
     run_in(project_dir, "nox", "--no-venv", "--no-install", "-s", "lint", "compose", "integration")
+    assert sorted(project.compose.ps(), key=str) == sorted(listed, key=str), "dev stack untouched"
+    test_stack = Project(project_dir, env_name="test")
+    assert test_stack.name == f"{project.name}-test"
+    assert test_stack.compose.ps() == [], "the test stack is removed after the run"
+    assert volumes_of(test_stack) == [], "... with its volumes"
 
     run_in(project_dir, "invoke", "down")
     assert project.compose.ps() == []
+    assert len(volumes_of(project)) == len(project.services), "inv down keeps every data volume"
+
+    assert_no_secret_reaches_git(project)
+
+
+def volumes_of(project: Project) -> list[str]:
     label = f"label=com.docker.compose.project={project.name}"
-    volumes = subprocess.run(
+    return subprocess.run(
         ["docker", "volume", "ls", "--quiet", "--filter", label],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    assert len(volumes) == len(project.services), "inv down keeps every data volume"
 
-    assert_no_secret_reaches_git(project)
+
+def test_prod_overlay_runs_hardened_and_unpublished(tmp_path: Path, docker_engine: None) -> None:
+    slug = f"berth-live-prod-{uuid.uuid4().hex[:6]}"
+    root = render(tmp_path / slug, project_slug=slug)
+    prod = Project(root, env_name="prod")
+    try:
+        run_in(root, "invoke", "up", "--env", "prod")
+        containers = prod.containers()
+        assert {c.service for c in containers} == set(prod.service_names())
+        assert all(c.health == "healthy" and not c.publishers for c in containers)
+        client = docker.from_env()
+        for c in containers:
+            attrs = client.containers.get(c.id).attrs
+            host = attrs["HostConfig"]
+            assert host["RestartPolicy"]["Name"] == "unless-stopped"
+            assert host["Memory"] > 0 and host["NanoCpus"] > 0
+            assert host["LogConfig"]["Config"]["max-size"] == "10m"
+            assert list(attrs["NetworkSettings"]["Networks"]) == [f"{prod.name}_data"]
+        network = client.networks.get(f"{prod.name}_data")
+        assert network.attrs["Internal"] is True
+    finally:
+        prod.compose.run("down", "--volumes", "--remove-orphans", check=False)
 
 
 def assert_no_secret_reaches_git(project: Project) -> None:

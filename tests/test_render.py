@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from berth.project import ENVIRONMENTS
 from harness import copier_config, default_services, render, service_choices
 
 CHOICES = service_choices()
@@ -42,12 +43,15 @@ def test_tree_has_exactly_the_chosen_services(rendered: Path) -> None:
         folder = rendered / "services" / name
         assert folder.is_dir() == (name in chosen)
         if name in chosen:
-            for part in ("compose.yaml", "compose.dev.yaml", "service.py", f"test_{name}.py"):
+            parts = ("compose.dev.yaml", "compose.test.yaml", "compose.prod.yaml", "service.py")
+            for part in (*parts, f"test_{name}.py"):
                 assert (folder / part).is_file(), f"{name}/{part} missing"
+            assert list(folder.glob("compose.yaml*")), f"{name}/compose.yaml missing"
     assert not list(rendered.rglob("*.jinja")), "no template leftovers"
     assert not list(rendered.glob("services/*/_*")), "render-time partials are not copied"
     for required in (
-        "compose.yaml", "compose.override.yaml", ".env.example", ".gitignore", "README.md",
+        "compose.yaml", "compose.override.yaml", "compose.test.yaml", "compose.prod.yaml",
+        ".env.example", ".gitignore", "README.md",
         "tasks.py", "noxfile.py", "conftest.py", "requirements.txt", "pyproject.toml",
         ".copier-answers.yml", "secrets/.gitignore", "berth/tasks.py",
     ):  # fmt: skip
@@ -59,8 +63,11 @@ def test_compose_includes_and_env_sections_match(rendered: Path) -> None:
     chosen = selected(rendered)
     compose = (rendered / "compose.yaml").read_text()
     example = (rendered / ".env.example").read_text()
+    overlays = {env: (rendered / f"compose.{env}.yaml").read_text() for env in ("test", "prod")}
     for name in CHOICES:
         assert (f"services/{name}/compose.yaml" in compose) == (name in chosen)
+        for env, text in overlays.items():
+            assert (f"services/{name}/compose.{env}.yaml" in text) == (name in chosen)
         assert (f"# ── {name} " in example) == (name in chosen)
     assert "PASSWORD=" not in example, "passwords are files, never .env values"
 
@@ -77,7 +84,7 @@ def test_secrets_and_env_are_git_ignored(rendered: Path) -> None:
 
 
 def test_compose_config_validates(rendered: Path, compose_cli: None) -> None:
-    for files in (["compose.yaml"], ["compose.yaml", "compose.override.yaml"]):
+    for files in (("compose.yaml",), *(env.files for env in ENVIRONMENTS.values())):
         cmd = ["docker", "compose", "--project-directory", str(rendered)]
         cmd += ["--env-file", str(rendered / ".env.example")]
         for name in files:

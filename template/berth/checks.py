@@ -46,6 +46,8 @@ def engine_version() -> str:
 
 def ports(project: Project, running: list[Container]) -> None:
     """Every dev host port is free, or already published by this project's stack."""
+    if not project.environment.fixed_ports:
+        return  # test: the engine picks free ports; prod: nothing is published
     ours = {port for c in running for _ip, port, _t in c.publishers}
     seen: dict[int, str] = {}
     for spec in (p for service in project.services for p in service.ports):

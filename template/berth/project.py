@@ -13,9 +13,27 @@ from berth.compose import Compose, Container
 from berth.errors import BerthError
 from berth.service import Endpoint, Port, Service, load_services
 
-#: compose files per environment, after compose.yaml (which includes services/*/compose.yaml).
-ENVIRONMENTS: dict[str, tuple[str, ...]] = {
-    "dev": ("compose.yaml", "compose.override.yaml"),
+
+@dataclass(frozen=True)
+class Environment:
+    """One way to run the stack.
+
+    files: compose files, in order (compose.yaml includes services/*/compose.yaml;
+      each overlay includes the services' own compose.<env>.yaml).
+    suffix: appended to COMPOSE_PROJECT_NAME, so stacks of different
+      environments never share containers or volumes.
+    fixed_ports: publishes the .env host ports (checked before starting).
+    """
+
+    files: tuple[str, ...]
+    suffix: str = ""
+    fixed_ports: bool = False
+
+
+ENVIRONMENTS: dict[str, Environment] = {
+    "dev": Environment(("compose.yaml", "compose.override.yaml"), fixed_ports=True),
+    "test": Environment(("compose.yaml", "compose.test.yaml"), suffix="-test"),
+    "prod": Environment(("compose.yaml", "compose.prod.yaml"), suffix="-prod"),
 }
 MASK = "****"
 
@@ -76,8 +94,12 @@ class Project:
         return envfile.effective(file_values, self.environ)
 
     @property
+    def environment(self) -> Environment:
+        return ENVIRONMENTS[self.env_name]
+
+    @property
     def name(self) -> str:
-        return self.values["COMPOSE_PROJECT_NAME"]
+        return self.values["COMPOSE_PROJECT_NAME"] + self.environment.suffix
 
     @property
     def bind_address(self) -> str:
@@ -98,7 +120,7 @@ class Project:
         return Compose(
             project_dir=self.root,
             project_name=self.name,
-            files=tuple(self.root / name for name in ENVIRONMENTS[self.env_name]),
+            files=tuple(self.root / name for name in self.environment.files),
             env_file=self.env_path,
         )
 

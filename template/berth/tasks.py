@@ -20,6 +20,7 @@ from berth.errors import BerthError
 from berth.project import Project
 
 ROOT = Path(__file__).resolve().parent.parent
+ENV_HELP = "environment: dev (default; ports from .env), test (own stack, ephemeral ports), prod"
 LOG_LINES_ON_FAILURE = 40
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,13 +51,14 @@ def load(env: str = "dev") -> Project:
     help={
         "timeout": "seconds to wait for every service to become healthy (default 120)",
         "reveal": "print passwords in connection strings even when output is not a terminal",
+        "env": ENV_HELP,
     }
 )
 @handled
-def up(c: Context, timeout: int = 120, reveal: bool = False) -> None:
+def up(c: Context, timeout: int = 120, reveal: bool = False, env: str = "dev") -> None:
     """Start the stack, wait until every service is healthy, print connection strings."""
     started = time.monotonic()
-    project = load()
+    project = load(env)
     for note in project.prepare():
         print(f"berth: {note}")
     checks.engine_version()
@@ -95,30 +97,35 @@ def _not_healthy(project: Project, containers: list) -> BerthError:
     )
 
 
-@task(help={"remove_orphans": "also remove containers of services no longer defined"})
+@task(
+    help={
+        "remove_orphans": "also remove containers of services no longer defined",
+        "env": ENV_HELP,
+    }
+)
 @handled
-def down(c: Context, remove_orphans: bool = True) -> None:
+def down(c: Context, remove_orphans: bool = True, env: str = "dev") -> None:
     """Stop and remove the containers; volumes (your data) are kept."""
-    project = load()
+    project = load(env)
     args = ["down"] + (["--remove-orphans"] if remove_orphans else [])
     project.compose.run(*args, capture=False)
 
 
-@task(help={"service": "only this service (default: all)"})
+@task(help={"service": "only this service (default: all)", "env": ENV_HELP})
 @handled
-def stop(c: Context, service: str = "") -> None:
+def stop(c: Context, service: str = "", env: str = "dev") -> None:
     """Stop containers without removing them (`inv up` starts them again)."""
-    project = load()
+    project = load(env)
     names = [project.service(service).name] if service else []
     project.compose.run("stop", *names, capture=False)
 
 
 # ── inspection ──────────────────────────────────────────────────────────────
-@task(name="status", help={"json": "print machine-readable JSON instead of a table"})
+@task(help={"json": "print machine-readable JSON instead of a table", "env": ENV_HELP})
 @handled
-def status(c: Context, json: bool = False) -> None:
+def status(c: Context, json: bool = False, env: str = "dev") -> None:
     """Show each service: state, health, restarts, uptime, published ports."""
-    project = load()
+    project = load(env)
     containers = project.containers()
     rows = report.statuses(containers)
     if json:
@@ -134,12 +141,15 @@ def status(c: Context, json: bool = False) -> None:
         "service": "only this service (default: all)",
         "follow": "keep printing new lines until Ctrl-C",
         "tail": "number of lines from the end of each log (default 100)",
+        "env": ENV_HELP,
     }
 )
 @handled
-def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -> None:
+def logs(
+    c: Context, service: str = "", follow: bool = False, tail: int = 100, env: str = "dev"
+) -> None:
     """Print container logs of one or all services."""
-    project = load()
+    project = load(env)
     args = ["logs", "--tail", str(tail)]
     if follow:
         args.append("--follow")
@@ -152,12 +162,13 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
     help={
         "reveal": "print passwords (default: only when output is a terminal)",
         "json": "print JSON: {service: {name: url}}",
+        "env": ENV_HELP,
     }
 )
 @handled
-def urls(c: Context, reveal: bool = False, json: bool = False) -> None:
+def urls(c: Context, reveal: bool = False, json: bool = False, env: str = "dev") -> None:
     """Print connection strings of the running services."""
-    project = load()
+    project = load(env)
     containers = project.containers()
     if json:
         import json as _json

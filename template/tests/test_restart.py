@@ -22,9 +22,9 @@ def test_data_survives_down_and_up(project: Project, urls: dict[str, dict[str, s
     for name, probe in probes.items():
         probe.write_marker(urls[name], token)
 
-    inv(project, "down")
+    inv(project, "down", "--env", project.env_name)
     assert project.containers() == [], "inv down must remove the containers"
-    inv(project, "up")
+    inv(project, "up", "--env", project.env_name)
 
     after, problem = healthy_containers(project)
     assert not problem, problem
