@@ -205,8 +205,16 @@ def test_template_services_load_and_build_urls() -> None:
     env = {"POSTGRES_USER": "app", "POSTGRES_DB": "my db"}
     pg = services["postgres"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 5)})
     assert pg == {"DATABASE_URL": "postgresql://app:p%40ss%2Fw%3Ard@127.0.0.1:5/my%20db"}
+    env |= {"VALKEY_DB_CACHE": "0", "VALKEY_DB_CHANNELS": "1", "VALKEY_DB_BROKER": "15"}
     vk = services["valkey"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 6)})
-    assert vk == {"VALKEY_URL": "redis://default:v%40l@127.0.0.1:6/0"}
+    assert vk == {
+        "VALKEY_CACHE_URL": "redis://default:v%40l@127.0.0.1:6/0",
+        "VALKEY_CHANNELS_URL": "redis://default:v%40l@127.0.0.1:6/1",
+        "VALKEY_BROKER_URL": "redis://default:v%40l@127.0.0.1:6/15",
+    }
+    env["VALKEY_DB_BROKER"] = "16"
+    with pytest.raises(BerthError, match="VALKEY_DB_BROKER='16' is not a database number"):
+        services["valkey"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 6)})
 
 
 def test_valkey_acl_holds_hashes_not_passwords() -> None:

@@ -11,12 +11,15 @@ import hashlib
 from collections.abc import Mapping
 from urllib.parse import quote
 
+from berth.errors import BerthError
 from berth.service import Endpoints, Port, SecretLookup, Service
 
 #: Commands the application user may not run: administration (CONFIG, DEBUG,
 #: SHUTDOWN, MONITOR, SAVE, REPLICAOF, MODULE, ...), wiping every database, and
 #: KEYS (blocks the server on big datasets; use SCAN). The `admin` user keeps them.
 APP_DENIED = "-@admin -flushall -keys"
+#: Logical databases by purpose; numbers come from .env (VALKEY_DB_<PURPOSE>).
+PURPOSES = ("CACHE", "CHANNELS", "BROKER")
 
 
 def acl(secret: SecretLookup) -> dict[str, tuple[str, int]]:
@@ -33,8 +36,19 @@ def acl(secret: SecretLookup) -> dict[str, tuple[str, int]]:
 
 def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[str, str]:
     password = quote(secret("valkey_password"), safe="*")
-    main = at["main"]
-    return {"VALKEY_URL": f"redis://default:{password}@{main.host}:{main.port}/0"}
+    base = f"redis://default:{password}@{at['main'].host}:{at['main'].port}"
+    # One logical database per purpose, so a cache flush never drops queued jobs.
+    return {f"VALKEY_{purpose}_URL": f"{base}/{database(env, purpose)}" for purpose in PURPOSES}
+
+
+def database(env: Mapping[str, str], purpose: str) -> int:
+    raw = env.get(f"VALKEY_DB_{purpose}", "")
+    if not raw.isdigit() or int(raw) > 15:
+        raise BerthError(
+            f".env: VALKEY_DB_{purpose}={raw!r} is not a database number from 0 to 15",
+            fix=f"set VALKEY_DB_{purpose} to an unused number, e.g. {PURPOSES.index(purpose)}",
+        )
+    return int(raw)
 
 
 SERVICE = Service(
