@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import socket
@@ -200,11 +201,16 @@ def test_unusable_bind_address_is_explained() -> None:
 # ── services and project ────────────────────────────────────────────────────
 def test_template_services_load_and_build_urls() -> None:
     services = {s.name: s for s in load_services(TEMPLATE_SERVICES)}
-    assert set(services) == {"postgres", "valkey", "clickhouse"}
+    assert set(services) == {"postgres", "pgbouncer", "valkey", "clickhouse"}
     odd = {"postgres_password": "p@ss/w:rd", "valkey_password": "v@l"}
     env = {"POSTGRES_USER": "app", "POSTGRES_DB": "my db"}
     pg = services["postgres"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 5)})
     assert pg == {"DATABASE_URL": "postgresql://app:p%40ss%2Fw%3Ard@127.0.0.1:5/my%20db"}
+    with_pooler = {**env, "PGBOUNCER_PORT": "6432"}
+    pg = services["postgres"].urls(with_pooler, odd.__getitem__, {"main": Endpoint("h", 5)})
+    assert list(pg) == ["DIRECT_DATABASE_URL"], "apps get the pooler's DATABASE_URL"
+    pooled = services["pgbouncer"].urls(with_pooler, odd.__getitem__, {"main": Endpoint("h", 6)})
+    assert pooled == {"DATABASE_URL": "postgresql://app:p%40ss%2Fw%3Ard@h:6/my%20db"}
     env |= {"VALKEY_DB_CACHE": "0", "VALKEY_DB_CHANNELS": "1", "VALKEY_DB_BROKER": "15"}
     vk = services["valkey"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 6)})
     assert vk == {
@@ -220,7 +226,7 @@ def test_template_services_load_and_build_urls() -> None:
 def test_valkey_acl_holds_hashes_not_passwords() -> None:
     valkey = {s.name: s for s in load_services(TEMPLATE_SERVICES)}["valkey"]
     values = {"valkey_password": "app-secret", "valkey_admin_password": "admin-secret"}
-    files = valkey.derived(values.__getitem__)
+    files = valkey.derived({}, values.__getitem__)
     content, mode = files["valkey_users.acl"]
     assert "app-secret" not in content and "admin-secret" not in content
     assert mode == 0o644
@@ -330,3 +336,19 @@ def test_engine_get_turns_errors_into_oserror(tmp_path: Path) -> None:
     thread.join(5)
     with pytest.raises(OSError):
         engine.get("/version", str(tmp_path / "absent.sock"))
+
+
+def test_pgbouncer_auth_file_is_a_deterministic_scram_verifier() -> None:
+    pgbouncer = {s.name: s for s in load_services(TEMPLATE_SERVICES)}["pgbouncer"]
+    secret = {"postgres_password": "correct horse"}.__getitem__
+    files = pgbouncer.derived({"POSTGRES_USER": 'we"ird'}, secret)
+    content, mode = files["pgbouncer_userlist.txt"]
+    assert mode == 0o644 and "correct horse" not in content
+    user, verifier = content.rstrip("\n").split(" ")
+    assert user == '"we""ird"', "quotes doubled, as PgBouncer's auth file wants"
+    method, rest = verifier.strip('"').split("$", 1)
+    iterations_salt, keys = rest.split("$")
+    assert method == "SCRAM-SHA-256" and iterations_salt.startswith("4096:")
+    assert len(base64.b64decode(iterations_salt.split(":")[1])) == 16
+    assert [len(base64.b64decode(k)) for k in keys.split(":")] == [32, 32]
+    assert pgbouncer.derived({"POSTGRES_USER": 'we"ird'}, secret) == files, "deterministic"

@@ -83,6 +83,7 @@ class Compose:
         capture: bool = True,
         check: bool = True,
         timeout: float | None = None,
+        input: str | None = None,
         what: str = "",
         fix: str = "",
     ) -> subprocess.CompletedProcess[str]:
@@ -92,6 +93,7 @@ class Compose:
             capture=capture,
             check=check,
             timeout=timeout,
+            input=input,
             what=what,
             fix=fix,
         )

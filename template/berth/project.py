@@ -150,7 +150,8 @@ class Project:
         notes += [f"generated secrets/{name}" for name in created]
         for service in self.services:
             if service.derived:
-                written = secrets.write_derived(self.secrets_dir, service.derived(self.secret))
+                files = service.derived(self.values, self.secret)
+                written = secrets.write_derived(self.secrets_dir, files)
                 notes += [f"wrote secrets/{name}" for name in written]
         return notes
 
@@ -175,6 +176,9 @@ class Project:
             if len(endpoints) == len(service.ports):
                 result[service.name] = service.urls(self.values, lookup, endpoints)
         return result
+
+    def after_up(self) -> list[str]:
+        return [note for s in self.services if s.after_up for note in s.after_up(self)]
 
     def warnings(self) -> list[str]:
         return [w for s in self.services if s.preflight for w in s.preflight(self.values)]

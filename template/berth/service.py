@@ -11,8 +11,12 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from berth.errors import BerthError
+
+if TYPE_CHECKING:
+    from berth.project import Project
 
 #: Looks up a secret by name (returns a mask instead when printing masked).
 SecretLookup = Callable[[str], str]
@@ -52,18 +56,22 @@ class Service:
     ports: published ports; their host side is read back from the running
       containers, so connection strings are right for any overlay.
     secrets: files under secrets/ generated when missing.
-    derived: builds files from the secrets (e.g. an ACL with hashes) that are
-      rewritten on every `inv up`; returns {file name: (content, mode)}.
+    derived: builds files from .env values and secrets (e.g. an ACL of hashes)
+      that are rewritten on every `inv up`; returns {file name: (content, mode)}.
     urls: named connection strings, given an Endpoint per port name.
     preflight: warnings about .env values, printed by `inv up` before starting.
+    after_up: runs once the stack is healthy (e.g. to sync a role); returns notes.
+    stateful: keeps data in a volume (its test module must have a restart probe).
     """
 
     name: str
     ports: tuple[Port, ...] = ()
     secrets: tuple[str, ...] = ()
-    derived: Callable[[SecretLookup], dict[str, tuple[str, int]]] | None = None
+    derived: Callable[[Mapping[str, str], SecretLookup], dict[str, tuple[str, int]]] | None = None
     urls: Callable[[Mapping[str, str], SecretLookup, Endpoints], dict[str, str]] | None = None
     preflight: Callable[[Mapping[str, str]], list[str]] | None = None
+    after_up: Callable[[Project], list[str]] | None = None
+    stateful: bool = True
 
 
 def load_services(services_dir: Path) -> tuple[Service, ...]:

@@ -73,6 +73,8 @@ def up(c: Context, timeout: int = 120, reveal: bool = False, env: str = "dev") -
     containers = project.containers()
     if result.returncode != 0:
         raise _not_healthy(project, containers)
+    for note in project.after_up():
+        print(f"berth: {note}")
     elapsed = time.monotonic() - started
     _print_status(containers)
     _print_urls(project, containers, reveal=reveal or sys.stdout.isatty())

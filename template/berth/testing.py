@@ -23,7 +23,7 @@ def healthy_containers(project: Project) -> tuple[list[Container], str]:
 
 
 def service_test_modules(project: Project) -> dict[str, ModuleType]:
-    """Each services/<name>/test_<name>.py, imported under a private name."""
+    """Restart probes: services/<name>/test_<name>.py modules with write/read_marker."""
     modules = {}
     for path in sorted(project.root.glob("services/*/test_*.py")):
         if path.stem != f"test_{path.parent.name}":
@@ -32,5 +32,6 @@ def service_test_modules(project: Project) -> dict[str, ModuleType]:
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        modules[path.parent.name] = module
+        if hasattr(module, "write_marker"):
+            modules[path.parent.name] = module
     return modules

@@ -13,7 +13,10 @@ def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[st
     password = quote(secret("postgres_password"), safe="*")
     database = quote(env["POSTGRES_DB"], safe="")
     main = at["main"]
-    return {"DATABASE_URL": f"postgresql://{user}:{password}@{main.host}:{main.port}/{database}"}
+    # With PgBouncer in the stack, apps get its URL as DATABASE_URL; this one
+    # is for what needs a real session (migrations, LISTEN, advisory locks).
+    name = "DIRECT_DATABASE_URL" if "PGBOUNCER_PORT" in env else "DATABASE_URL"
+    return {name: f"postgresql://{user}:{password}@{main.host}:{main.port}/{database}"}
 
 
 SERVICE = Service(

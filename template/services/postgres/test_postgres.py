@@ -13,9 +13,14 @@ from psycopg import sql
 from berth.project import Project
 
 
+def direct(urls: dict[str, str]) -> str:
+    """PostgreSQL itself (named DIRECT_DATABASE_URL when PgBouncer is in front)."""
+    return urls.get("DIRECT_DATABASE_URL") or urls["DATABASE_URL"]
+
+
 @pytest.fixture(scope="module")
 def dsn(urls: dict[str, dict[str, str]]) -> str:
-    return urls["postgres"]["DATABASE_URL"]
+    return direct(urls["postgres"])
 
 
 def test_login_with_secret_create_write_read(dsn: str) -> None:
@@ -59,12 +64,12 @@ def test_password_reaches_container_only_as_file(project: Project, stack: list) 
 
 # ── restart probe (used by tests/test_restart.py) ──────────────────────────
 def write_marker(urls: dict[str, str], token: str) -> None:
-    with psycopg.connect(urls["DATABASE_URL"], connect_timeout=5) as conn:
+    with psycopg.connect(direct(urls), connect_timeout=5) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS berth_marker (token text)")
         conn.execute("INSERT INTO berth_marker VALUES (%s)", (token,))
 
 
 def read_marker(urls: dict[str, str]) -> str | None:
-    with psycopg.connect(urls["DATABASE_URL"], connect_timeout=5) as conn:
+    with psycopg.connect(direct(urls), connect_timeout=5) as conn:
         row = conn.execute("SELECT token FROM berth_marker ORDER BY ctid DESC LIMIT 1").fetchone()
         return row[0] if row else None

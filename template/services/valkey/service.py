@@ -22,7 +22,7 @@ APP_DENIED = "-@admin -flushall -keys"
 PURPOSES = ("CACHE", "CHANNELS", "BROKER")
 
 
-def acl(secret: SecretLookup) -> dict[str, tuple[str, int]]:
+def acl(env: Mapping[str, str], secret: SecretLookup) -> dict[str, tuple[str, int]]:
     def digest(name: str) -> str:
         return hashlib.sha256(secret(name).encode()).hexdigest()
 
