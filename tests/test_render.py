@@ -116,3 +116,18 @@ def test_answers_are_recorded(tmp_path: Path) -> None:
     assert "project_slug: answers-test" in answers
     assert "postgres_port: 15432" in answers
     assert "_src_path:" in answers
+
+
+def test_readme_diagram_shows_the_chosen_stack(rendered: Path) -> None:
+    readme = (rendered / "README.md").read_text()
+    diagram = readme.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    chosen = selected(rendered)
+    for name in CHOICES:
+        assert (f'    {name}["{name}"]' in diagram) == (name in chosen)
+    answers = (rendered / ".copier-answers.yml").read_text()
+    for line in answers.splitlines():
+        key, _, value = line.partition(": ")
+        if key.endswith("_port"):
+            assert f'host -- "{value}" --> {key.split("_")[0]}' in diagram
+    assert ("pgbouncer -- " in diagram) == ("pgbouncer" in chosen)
+    assert "{{" not in readme and "{%" not in readme
