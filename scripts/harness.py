@@ -54,14 +54,19 @@ def pinned_images() -> set[tuple[str, str]]:
 
 
 def project_images(root: Path) -> set[tuple[str, str]]:
-    """(service, image) pairs of a rendered project, from its resolved compose config."""
-    result = subprocess.run(
-        ["docker", "compose", "--project-directory", str(root),
-         "--env-file", str(root / ".env.example"), "config", "--format", "json"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    services = json.loads(result.stdout)["services"]
-    return {(name, spec["image"]) for name, spec in services.items()}
+    """(service, image) pairs of a rendered project, from the resolved compose
+    config of each environment (the test overlay adds helper services)."""
+    found: set[tuple[str, str]] = set()
+    for overlay in ("compose.override.yaml", "compose.test.yaml", "compose.prod.yaml"):
+        result = subprocess.run(
+            ["docker", "compose", "--project-directory", str(root),
+             "--env-file", str(root / ".env.example"), "-f", str(root / "compose.yaml"),
+             "-f", str(root / overlay), "config", "--format", "json"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        services = json.loads(result.stdout)["services"]
+        found |= {(name, spec["image"]) for name, spec in services.items()}
+    return found
 
 
 def missing_images(root: Path) -> list[str]:

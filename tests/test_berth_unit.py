@@ -201,7 +201,7 @@ def test_unusable_bind_address_is_explained() -> None:
 # ── services and project ────────────────────────────────────────────────────
 def test_template_services_load_and_build_urls() -> None:
     services = {s.name: s for s in load_services(TEMPLATE_SERVICES)}
-    assert set(services) == {"postgres", "pgbouncer", "valkey", "clickhouse"}
+    assert set(services) == {"postgres", "pgbouncer", "valkey", "clickhouse", "nginx"}
     odd = {"postgres_password": "p@ss/w:rd", "valkey_password": "v@l"}
     env = {"POSTGRES_USER": "app", "POSTGRES_DB": "my db"}
     pg = services["postgres"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 5)})

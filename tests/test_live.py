@@ -31,6 +31,7 @@ CASES = {
     "valkey-only": {"services": ["valkey"]},
     "pg-pgbouncer-valkey": {"services": ["postgres", "pgbouncer", "valkey"]},
     "clickhouse-only": {"services": ["clickhouse"]},
+    "nginx-postgres": {"services": ["nginx", "postgres"]},
 }
 
 
@@ -40,7 +41,7 @@ def project_dir(
 ) -> Iterator[Path]:
     slug = f"berth-live-{request.param}-{uuid.uuid4().hex[:6]}"
     ports = ("postgres_port", "pgbouncer_port", "valkey_port", "clickhouse_http_port",
-             "clickhouse_native_port")  # fmt: skip
+             "clickhouse_native_port", "nginx_http_port", "nginx_https_port")  # fmt: skip
     answers = {"project_slug": slug, **{name: free_port() for name in ports}}
     root = render(tmp_path / slug, **answers, **CASES[request.param])
     missing = missing_images(root)

@@ -153,7 +153,11 @@ class Project:
                 files = service.derived(self.values, self.secret)
                 written = secrets.write_derived(self.secrets_dir, files)
                 notes += [f"wrote secrets/{name}" for name in written]
-        return notes
+        return notes + self.generate(renew=False)
+
+    def generate(self, *, renew: bool) -> list[str]:
+        """Files such as TLS certificates: created when missing, or anew when `renew`."""
+        return [n for s in self.services if s.generate for n in s.generate(self, renew)]
 
     # ── connection strings ─────────────────────────────────────────────────
     def urls(self, containers: list[Container], *, reveal: bool) -> dict[str, dict[str, str]]:

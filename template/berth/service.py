@@ -60,6 +60,8 @@ class Service:
       that are rewritten on every `inv up`; returns {file name: (content, mode)}.
     urls: named connection strings, given an Endpoint per port name.
     preflight: warnings about .env values, printed by `inv up` before starting.
+    generate: creates files that are not derived from passwords (e.g. TLS
+      certificates) when missing, or anew when `renew`; returns notes.
     after_up: runs once the stack is healthy (e.g. to sync a role); returns notes.
     stateful: keeps data in a volume (its test module must have a restart probe).
     """
@@ -70,6 +72,7 @@ class Service:
     derived: Callable[[Mapping[str, str], SecretLookup], dict[str, tuple[str, int]]] | None = None
     urls: Callable[[Mapping[str, str], SecretLookup, Endpoints], dict[str, str]] | None = None
     preflight: Callable[[Mapping[str, str]], list[str]] | None = None
+    generate: Callable[[Project, bool], list[str]] | None = None
     after_up: Callable[[Project], list[str]] | None = None
     stateful: bool = True
 

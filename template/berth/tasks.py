@@ -190,6 +190,20 @@ def secrets(c: Context) -> None:
         print(f"berth: {note}")
 
 
+@task(help={"renew": "replace the existing CA and certificates (clients must trust the new CA)"})
+@handled
+def certs(c: Context, renew: bool = False) -> None:
+    """Create the local CA and TLS certificates in secrets/tls/ (kept unless --renew)."""
+    project = load()
+    notes = [n for n in project.prepare() if "certificate" in n]
+    if renew:
+        notes += project.generate(renew=True)
+    for note in notes or ["certificates present (use --renew to replace them)"]:
+        print(f"berth: {note}")
+    if renew and notes:
+        print("berth: run `inv up` to load them; nginx reads certificates at start")
+
+
 # ── output ──────────────────────────────────────────────────────────────────
 def _print_status(containers: list) -> None:
     _print_rows(report.statuses(containers))
@@ -213,4 +227,4 @@ def _print_urls(project: Project, containers: list, *, reveal: bool) -> None:
     print(report.table(["SERVICE", "NAME", "URL"], rows))
 
 
-ns = Collection(up, down, stop, status, logs, urls, secrets)
+ns = Collection(up, down, stop, status, logs, urls, secrets, certs)
