@@ -20,11 +20,12 @@ import pytest
 
 from berth import envfile
 from berth.project import Project
-from harness import free_port, missing_images, render, run_in, tool_env
+from harness import free_port, missing_images, render, run_in, service_choices, tool_env
 
 pytestmark = pytest.mark.live
 
 CASES = {
+    "full": {"services": service_choices()},
     "defaults": {},
     "postgres-only": {"services": ["postgres"], "pgvector": False},
     "postgres17-pgvector": {"services": ["postgres"], "postgres_version": 17},
