@@ -6,6 +6,7 @@ environment that already has them: `nox --no-venv --no-install -s ...`.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,8 +15,10 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from berth.compose import Compose  # noqa: E402 - needs ROOT on sys.path
+from berth import envfile, policy  # noqa: E402 - needs ROOT on sys.path
+from berth.compose import Compose  # noqa: E402
 from berth.project import ENVIRONMENTS, Project  # noqa: E402
+from berth.service import load_services  # noqa: E402
 
 nox.options.sessions = ["lint", "compose", "integration"]
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -33,9 +36,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def compose(session: nox.Session) -> None:
-    """`docker compose config` for the base file and every overlay, against .env.example."""
+    """Validate the base file and every overlay (against .env.example), then the policy."""
     session.install(*REQUIREMENTS)
+    example = envfile.load(ROOT / ".env.example")
+    stateful = [s.name for s in load_services(ROOT / "services") if s.stateful]
+    public_ok = example.get("BIND_ADDRESS") == "0.0.0.0"  # noqa: S104 - the explicit opt-in
     combinations = {"base": ("compose.yaml",), **{k: e.files for k, e in ENVIRONMENTS.items()}}
+    violations = []
     for label, files in combinations.items():
         helper = Compose(
             project_dir=ROOT,
@@ -45,6 +52,13 @@ def compose(session: nox.Session) -> None:
         )
         session.log(f"{label}: {' + '.join(files)}")
         session.run(*helper.argv("config", "--quiet"), external=True)
+        config = json.loads(helper.config())
+        violations += [
+            (label, v) for v in policy.check(config, stateful=stateful, public_ok=public_ok)
+        ]
+    if violations:
+        session.error(f"compose policy violations:\n{policy.table(violations)}")
+    session.log(f"policy: {len(combinations)} configurations, 0 violations")
 
 
 @nox.session

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from berth import policy
 from berth.project import ENVIRONMENTS
+from berth.service import load_services
 from harness import copier_config, default_services, render, service_choices
 
 CHOICES = service_choices()
@@ -94,7 +96,10 @@ def test_compose_config_validates(rendered: Path, compose_cli: None) -> None:
             [*cmd, "config", "--format", "json"], capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stderr
-        services = set(json.loads(result.stdout)["services"])
+        config = json.loads(result.stdout)
+        stateful = [s.name for s in load_services(rendered / "services") if s.stateful]
+        assert policy.check(config, stateful=stateful) == [], "compose policy"
+        services = set(config["services"])
         assert set(selected(rendered)) <= services
         helpers = {"upstream-stub"} if "compose.test.yaml" in files else set()
         assert services - set(selected(rendered)) <= helpers, "no unexpected services"
