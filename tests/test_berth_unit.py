@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from berth import checks, engine, envfile, report, secrets
+from berth import checks, engine, envfile, report, scram, secrets
 from berth.compose import Compose, Container, parse_json_rows
 from berth.errors import BerthError, CommandError
 from berth.project import MASK, Project
@@ -243,8 +243,8 @@ def test_prepare_creates_env_secrets_and_derived_files(tmp_path: Path) -> None:
     assert "created .env from .env.example" in notes
     names = sorted(p.name for p in (root / "secrets").iterdir())
     assert names == [
-        ".gitignore", "README.md", "postgres_password", "valkey_admin_password",
-        "valkey_password", "valkey_users.acl",
+        ".gitignore", "README.md", "postgres_password", "postgres_password.scram",
+        "valkey_admin_password", "valkey_password", "valkey_users.acl",
     ]  # fmt: skip
     assert project.prepare() == [], "second run changes nothing"
     assert project.name == "prep-test"
@@ -336,6 +336,20 @@ def test_engine_get_turns_errors_into_oserror(tmp_path: Path) -> None:
     thread.join(5)
     with pytest.raises(OSError):
         engine.get("/version", str(tmp_path / "absent.sock"))
+
+
+def test_engine_timestamps_parse_with_and_without_nanoseconds() -> None:
+    base = engine.timestamp("2026-11-22T14:46:31Z")
+    assert engine.timestamp("2026-11-22T14:46:31.454308184Z") == pytest.approx(base + 0.454308)
+    assert engine.timestamp("2026-11-22T14:46:31+00:00") == base
+
+
+def test_postgres_container_gets_the_verifier_not_the_password() -> None:
+    postgres = {s.name: s for s in load_services(TEMPLATE_SERVICES)}["postgres"]
+    files = postgres.derived({}, {"postgres_password": "plain"}.__getitem__)
+    content, mode = files["postgres_password.scram"]
+    assert content == scram.verifier("plain") and "plain" not in content.split("$")[0]
+    assert mode == 0o600
 
 
 def test_pgbouncer_auth_file_is_a_deterministic_scram_verifier() -> None:

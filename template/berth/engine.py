@@ -66,6 +66,17 @@ def get(path: str, sock: str) -> Any:
         raise OSError(f"engine sent an unreadable answer to GET {path}") from exc
 
 
+def timestamp(text: str) -> float:
+    """Seconds since the epoch of an Engine API time (RFC 3339, maybe nanoseconds)."""
+    from datetime import datetime
+
+    head, _, rest = text.rstrip("Z").partition(".")
+    fraction = "".join(ch for ch in rest if ch.isdigit())[:6]
+    stamp = f"{head}.{fraction or '0'}" if "+" not in head[10:] else head
+    value = datetime.fromisoformat(stamp + ("" if "+" in stamp[10:] else "+00:00"))
+    return value.timestamp()
+
+
 def server_version(sock: str) -> str:
     return str(get("/version", sock).get("Version", ""))
 

@@ -43,6 +43,8 @@ class Project:
     root: Path
     env_name: str = "dev"
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: Set by `inv up` before starting containers (seconds since the epoch).
+    up_started: float | None = None
 
     def __post_init__(self) -> None:
         if self.env_name not in ENVIRONMENTS:

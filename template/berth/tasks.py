@@ -66,6 +66,7 @@ def up(c: Context, timeout: int = 120, reveal: bool = False, env: str = "dev") -
         print(f"berth: warning: {warning}", file=sys.stderr)
     running = [x for x in project.containers() if x.state == "running"]
     checks.ports(project, running)
+    project.up_started = time.time()
     result = project.compose.run(
         "up", "--detach", "--wait", "--wait-timeout", str(timeout), "--remove-orphans",
         capture=False, check=False,

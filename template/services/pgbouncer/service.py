@@ -3,46 +3,30 @@ password, the role's stored verifier kept identical, and the pooled URL.
 
 PgBouncer can log in to PostgreSQL with the SCRAM keys of the client's own
 login only when both hold the same SCRAM verifier (same salt and iterations).
-berth derives that verifier deterministically from secrets/postgres_password,
-writes it to the auth file (no plaintext, so the uid-70 pgbouncer process may
-read it) and, after `inv up`, sets the role's password to the same verifier.
+berth derives that verifier deterministically from secrets/postgres_password
+(berth.scram) and writes it to the auth file (no plaintext, so the uid-70
+pgbouncer process may read it). A new PostgreSQL volume gets the same verifier
+at initdb; for older volumes `inv up` stores it once (then a stamp in .berth/
+saves the `compose exec` on later runs).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from berth import engine, scram
 from berth.service import Endpoints, Port, SecretLookup, Service
 
 if TYPE_CHECKING:
     from berth.project import Project
 
-ITERATIONS = 4096  # PostgreSQL's default scram_iterations
-
-
-def scram_verifier(password: str, iterations: int = ITERATIONS) -> str:
-    """PostgreSQL's SCRAM-SHA-256 verifier (RFC 5802/7677), salt derived from the password."""
-    raw = password.encode()
-    salt = hmac.new(raw, b"berth pgbouncer salt", hashlib.sha256).digest()[:16]
-    salted = hashlib.pbkdf2_hmac("sha256", raw, salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
-
 
 def userlist(env: Mapping[str, str], secret: SecretLookup) -> dict[str, tuple[str, int]]:
     user = env["POSTGRES_USER"].replace('"', '""')
-    line = f'"{user}" "{scram_verifier(secret("postgres_password"))}"\n'
+    line = f'"{user}" "{scram.verifier(secret("postgres_password"))}"\n'
     return {"pgbouncer_userlist.txt": (line, 0o644)}
 
 
@@ -58,17 +42,42 @@ SELECT format('ALTER ROLE %I PASSWORD %L', current_user, :'verifier') \gexec
 
 
 def sync_role(project: Project) -> list[str]:
-    """Make the role's stored verifier the one in the auth file (idempotent, one exec)."""
-    verifier = scram_verifier(project.secret("postgres_password"))
+    """Make the role's stored verifier the one in the auth file (idempotent)."""
+    verifier = scram.verifier(project.secret("postgres_password"))
+    created = _volume_created(project)
+    stamp = project.root / ".berth" / f"{project.name}.pgbouncer-role"
+    key = hashlib.sha256(f"{verifier} {created}".encode()).hexdigest()
+    if created and stamp.exists() and stamp.read_text() == key:
+        return []
+    if created and project.up_started and engine.timestamp(created) >= project.up_started - 1:
+        # Created by this `inv up`: initdb stored the verifier from
+        # secrets/postgres_password.scram, so there is nothing to sync.
+        stamp.parent.mkdir(exist_ok=True)
+        stamp.write_text(key)
+        return []
     env = project.values
     out = project.compose.run(
         "exec", "-T", "postgres", "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
         "-v", f"verifier={verifier}", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"],
         input=SYNC_SCRIPT, what="syncing PgBouncer's SCRAM verifier into PostgreSQL",
     ).stdout  # fmt: skip
+    if created:
+        stamp.parent.mkdir(exist_ok=True)
+        stamp.write_text(key)
     if "changed" not in out.split():
         return []
     return ["PostgreSQL role password stored as PgBouncer's SCRAM verifier (same password)"]
+
+
+def _volume_created(project: Project) -> str:
+    """CreatedAt of the PostgreSQL volume ('' when it cannot be read cheaply)."""
+    sock = engine.socket_path()
+    if not sock:
+        return ""
+    try:
+        return str(engine.get(f"/volumes/{project.name}_postgres-data", sock).get("CreatedAt", ""))
+    except OSError:
+        return ""
 
 
 def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[str, str]:

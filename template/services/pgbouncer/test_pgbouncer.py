@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from berth.project import Project
 
@@ -86,3 +90,44 @@ def test_auth_file_holds_a_verifier_not_the_password(project: Project, pooled: s
             "SELECT rolpassword FROM pg_authid WHERE rolname = current_user"
         ).fetchone()[0]
     assert stored == verifier
+
+
+def test_up_restores_the_shared_verifier_after_a_password_reset(
+    project: Project, pooled: str, urls: dict[str, dict[str, str]]
+) -> None:
+    """Volumes made before berth shared the verifier (or a manual ALTER ROLE)
+    hold a verifier with another salt; PgBouncer then cannot log in to
+    PostgreSQL, and `inv up` repairs it without changing the password."""
+    direct = urls["postgres"]["DIRECT_DATABASE_URL"]
+    user = sql.Identifier(project.values["POSTGRES_USER"])
+    # Fresh databases mean fresh pools: PgBouncer must log in to the server anew
+    # (and it caches a failed server login per pool, so use another one after).
+    before, after = (f"berth_scram_{uuid.uuid4().hex[:8]}" for _ in range(2))
+    with psycopg.connect(direct, autocommit=True, connect_timeout=5) as conn:
+        for name in (before, after):
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        # The server hashes the plaintext itself: same password, random salt.
+        password = sql.Literal(project.secret("postgres_password"))
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(user, password))
+    try:
+        with pytest.raises(psycopg.OperationalError), on(pooled, before) as broken:
+            broken.execute("SELECT 1")
+        for stamp in (project.root / ".berth").glob("*.pgbouncer-role"):
+            stamp.unlink()
+        subprocess.run(
+            [sys.executable, "-m", "invoke", "up", "--env", project.env_name],
+            cwd=project.root, check=True,
+        )  # fmt: skip
+        with on(pooled, after) as repaired:
+            assert repaired.execute("SELECT current_database()").fetchone() == (after,)
+    finally:
+        with psycopg.connect(direct, autocommit=True, connect_timeout=5) as conn:
+            for name in (before, after):
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                conn.execute(drop.format(sql.Identifier(name)))
+
+
+def on(dsn: str, database: str) -> psycopg.Connection:
+    return psycopg.connect(
+        urlunsplit(urlsplit(dsn)._replace(path=f"/{database}")), autocommit=True, connect_timeout=5
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
+from berth import scram
 from berth.service import Endpoints, Port, SecretLookup, Service
 
 
@@ -19,9 +20,16 @@ def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[st
     return {name: f"postgresql://{user}:{password}@{main.host}:{main.port}/{database}"}
 
 
+def verifier_file(env: Mapping[str, str], secret: SecretLookup) -> dict[str, tuple[str, int]]:
+    """The container gets the SCRAM verifier, never the plaintext password:
+    PostgreSQL stores a verifier given as the password as-is."""
+    return {"postgres_password.scram": (scram.verifier(secret("postgres_password")), 0o600)}
+
+
 SERVICE = Service(
     name="postgres",
     ports=(Port("main", 5432, "POSTGRES_PORT"),),
     secrets=("postgres_password",),
+    derived=verifier_file,
     urls=urls,
 )

@@ -51,15 +51,19 @@ def test_wrong_password_is_refused(dsn: str) -> None:
         psycopg.connect(wrong, connect_timeout=5)
 
 
-def test_password_reaches_container_only_as_file(project: Project, stack: list) -> None:
-    container = next(c for c in stack if c.service == "postgres")
-    attrs = docker.from_env().containers.get(container.id).attrs
-    env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
-    assert env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+def test_plaintext_password_never_enters_the_container(project: Project, stack: list) -> None:
+    container = docker.from_env().containers.get(
+        next(c for c in stack if c.service == "postgres").id
+    )
+    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+    assert env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_scram"
     assert "POSTGRES_PASSWORD" not in env
     secret = project.secret("postgres_password")
-    assert secret not in str(attrs), "the password must not appear in the container config"
-    assert (project.secrets_dir / "postgres_password").stat().st_mode & 0o777 == 0o600
+    assert secret not in str(container.attrs), "not in the container config"
+    mounted = container.exec_run(["cat", "/run/secrets/postgres_scram"], user="root").output
+    assert mounted.decode().startswith("SCRAM-SHA-256$4096:") and secret not in mounted.decode()
+    for name in ("postgres_password", "postgres_password.scram"):
+        assert (project.secrets_dir / name).stat().st_mode & 0o777 == 0o600
 
 
 # ── restart probe (used by tests/test_restart.py) ──────────────────────────
