@@ -183,3 +183,38 @@ def test_up_shows_the_log_tail_of_a_service_that_never_gets_healthy(valkey_proje
         .splitlines()[-1]
         .startswith("error: the stack did not become healthy: valkey")
     )
+
+
+def test_hardened_stack_runs_with_secrets_owned_by_a_normal_user(
+    tmp_path: Path, docker_engine: None
+) -> None:
+    """On a laptop secrets/ belongs to the developer, not root: every image must
+    still read its secret with the capabilities it keeps (CI runs as root, so
+    hand the files to uid 1000 to see what a developer's machine sees)."""
+    slug = f"berth-live-hardened-{uuid.uuid4().hex[:6]}"
+    ports = ("postgres_port", "pgbouncer_port", "valkey_port", "clickhouse_http_port",
+             "clickhouse_native_port", "nginx_http_port", "nginx_https_port")  # fmt: skip
+    root = render(tmp_path / slug, project_slug=slug, services=service_choices(),
+                  **{name: free_port() for name in ports})  # fmt: skip
+    project = Project(root)
+    try:
+        project.prepare()
+        if os.geteuid() == 0:
+            for path in [project.secrets_dir, *project.secrets_dir.rglob("*")]:
+                os.chown(path, 1000, 1000)
+        run_in(root, "invoke", "up")
+        client = docker.from_env()
+        for c in project.containers():
+            attrs = client.containers.get(c.id).attrs
+            host = attrs["HostConfig"]
+            assert host["CapDrop"] == ["ALL"], c.service
+            assert "no-new-privileges:true" in host["SecurityOpt"], c.service
+            assert host["PidsLimit"] and host["PidsLimit"] > 0, c.service
+            assert not host["Privileged"], c.service
+        attrs = {c.service: client.containers.get(c.id).attrs for c in project.containers()}
+        readonly = {name for name, a in attrs.items() if a["HostConfig"]["ReadonlyRootfs"]}
+        assert readonly == {"valkey", "pgbouncer"}
+        # The services' own tests against this stack prove each can use its secret.
+        run_in(root, "pytest", "-q", "services")
+    finally:
+        project.compose.run("down", "--volumes", "--remove-orphans", check=False)

@@ -17,6 +17,7 @@ GOOD: dict[str, Any] = {
             "ports": [{"host_ip": "127.0.0.1", "published": "5432", "target": 5432}],
             "environment": {"POSTGRES_PASSWORD_FILE": "/run/secrets/pw", "POSTGRES_USER": "app"},
             "security_opt": ["no-new-privileges:true"],
+            "cap_drop": ["ALL"],
             "volumes": [{"type": "volume", "source": "data", "target": "/var/lib/postgresql"}],
             "depends_on": {"cache": {"condition": "service_healthy"}},
         }
@@ -59,6 +60,7 @@ def test_a_good_config_passes() -> None:
         (("environment", "API_KEY"), "abc", "file-secrets"),
         (("depends_on",), {"cache": {"condition": "service_started"}}, "healthy-dependencies"),
         (("security_opt",), None, "no-new-privileges"),
+        (("cap_drop",), ["NET_RAW"], "drop-capabilities"),
         (("volumes",), [{"type": "bind", "source": "./data", "target": "/d"}], "named-volume"),
         (("volumes",), [{"type": "bind", "source": "/var/run/docker.sock", "target": "/s"},
                         {"type": "volume", "source": "data", "target": "/d"}],

@@ -69,6 +69,8 @@ def _service(spec: Mapping[str, Any], public_ok: bool) -> Iterable[tuple[str, st
             yield "healthy-dependencies", f"depends on {dependency} without service_healthy"
     if "no-new-privileges:true" not in (spec.get("security_opt") or ()):
         yield "no-new-privileges", "security_opt lacks no-new-privileges:true"
+    if "ALL" not in (spec.get("cap_drop") or ()):
+        yield "drop-capabilities", "cap_drop lacks ALL (add back only what the image needs)"
     for mount in spec.get("volumes") or ():
         if str(mount.get("source", "")).endswith("docker.sock"):
             yield "no-docker-socket", "mounts the Docker socket (root on the host)"
