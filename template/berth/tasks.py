@@ -92,10 +92,11 @@ def _not_healthy(project: Project, containers: list) -> BerthError:
         )
         tails.append(f"── last {LOG_LINES_ON_FAILURE} log lines of {name} ──\n{logs.stdout}")
     states = ", ".join(f"{c.service} {c.state}/{c.health or 'no health'}" for c in bad)
+    env = "" if project.env_name == "dev" else f" --env {project.env_name}"
     return BerthError(
         "the stack did not become healthy",
         why=states or "compose up failed",
-        fix=f"read the logs above, then `inv logs {names[0]}` or `inv status`",
+        fix=f"read the logs above, then `inv logs --service {names[0]}{env}` or `inv status{env}`",
         details="\n".join(tails),
     )
 
