@@ -15,6 +15,9 @@ from typing import Any
 
 from berth import proc
 
+#: Host addresses of a port published on every interface.
+ALL_INTERFACES = ("", "0.0.0.0", "::")  # noqa: S104 - values to recognise, not to bind
+
 
 @dataclass(frozen=True)
 class Container:

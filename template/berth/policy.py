@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from berth.compose import ALL_INTERFACES
+
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_KEY)", re.IGNORECASE)
-ALL_INTERFACES = ("", "0.0.0.0", "::")  # noqa: S104 - the values we look for
 
 
 @dataclass(frozen=True)

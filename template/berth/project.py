@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from berth import engine, envfile, secrets
-from berth.compose import Compose, Container
+from berth.compose import ALL_INTERFACES, Compose, Container
 from berth.errors import BerthError
 from berth.service import Endpoint, Port, Service, load_services
 
@@ -176,7 +176,7 @@ class Project:
                 published = container.host_port(port.container)
                 if published:
                     host, number = published
-                    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - reading, not binding
+                    if host in ALL_INTERFACES:
                         host = "127.0.0.1"
                     endpoints[port.name] = Endpoint(host, number)
             if len(endpoints) == len(service.ports):
