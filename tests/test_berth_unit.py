@@ -366,3 +366,12 @@ def test_pgbouncer_auth_file_is_a_deterministic_scram_verifier() -> None:
     assert len(base64.b64decode(iterations_salt.split(":")[1])) == 16
     assert [len(base64.b64decode(k)) for k in keys.split(":")] == [32, 32]
     assert pgbouncer.derived({"POSTGRES_USER": 'we"ird'}, secret) == files, "deterministic"
+
+
+def test_engine_query_falls_back_with_none(tmp_path: Path) -> None:
+    assert engine.query(lambda sock: sock, {"DOCKER_HOST": "tcp://10.0.0.1:2376"}) is None
+    absent = {"DOCKER_HOST": f"unix://{tmp_path / 'absent.sock'}"}
+    assert engine.query(lambda sock: engine.get("/version", sock), absent) is None
+    path, thread = fake_engine(tmp_path, b'HTTP/1.0 200 OK\r\n\r\n{"Version": "27.0.1"}')
+    assert engine.query(engine.server_version, {"DOCKER_HOST": f"unix://{path}"}) == "27.0.1"
+    thread.join(5)

@@ -17,13 +17,7 @@ MIN_ENGINE = 25  # healthcheck start_interval needs Docker Engine 25
 
 def engine_version() -> str:
     """Server version of the reachable Docker engine, or BerthError."""
-    version = ""
-    sock = engine.socket_path()
-    if sock:
-        try:
-            version = engine.server_version(sock)
-        except OSError:
-            version = ""  # ask the CLI, whose error message is the one users know
+    version = engine.query(engine.server_version) or ""
     if not version:
         try:
             out = proc.run(["docker", "version", "--format", "{{.Server.Version}}"], timeout=20)

@@ -14,17 +14,31 @@ import json
 import os
 import re
 import socket
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from berth.compose import Container
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 TIMEOUT = 10.0
+T = TypeVar("T")
 
 
-def socket_path(environ: dict[str, str] | None = None) -> str | None:
+def query(call: Callable[[str], T], environ: Mapping[str, str] | None = None) -> T | None:
+    """`call(socket)` on the local engine; None when there is no usable socket or
+    the request fails, so the caller falls back to the CLI (whose errors users know)."""
+    sock = socket_path(environ)
+    if not sock:
+        return None
+    try:
+        return call(sock)
+    except OSError:
+        return None
+
+
+def socket_path(environ: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if environ is None else environ
     if env.get("DOCKER_CONTEXT", "default") != "default":
         return None

@@ -128,13 +128,8 @@ class Project:
 
     def containers(self) -> list[Container]:
         """The stack's containers: from the Engine API when local, else `compose ps`."""
-        sock = engine.socket_path(dict(self.environ))
-        if sock:
-            try:
-                return engine.containers(self.name, sock)
-            except OSError:
-                pass  # the CLI below reports what is wrong in its own words
-        return self.compose.ps()
+        found = engine.query(lambda sock: engine.containers(self.name, sock), self.environ)
+        return self.compose.ps() if found is None else found
 
     # ── secrets ────────────────────────────────────────────────────────────
     def secret_names(self) -> list[str]:

@@ -62,12 +62,9 @@ def statuses_json(rows: list[Status]) -> str:
 def _inspect(ids: list[str]) -> dict[str, dict]:
     if not ids:
         return {}
-    sock = engine.socket_path()
-    if sock:
-        try:
-            return {item["Id"]: item for item in (engine.inspect(i, sock) for i in ids)}
-        except OSError:
-            pass  # fall back to the CLI
+    found = engine.query(lambda sock: {i: engine.inspect(i, sock) for i in ids})
+    if found is not None:
+        return {item["Id"]: item for item in found.values()}
     out = proc.run(["docker", "inspect", *ids], check=False)
     if out.returncode != 0:
         return {}

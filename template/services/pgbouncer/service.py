@@ -71,13 +71,9 @@ def sync_role(project: Project) -> list[str]:
 
 def _volume_created(project: Project) -> str:
     """CreatedAt of the PostgreSQL volume ('' when it cannot be read cheaply)."""
-    sock = engine.socket_path()
-    if not sock:
-        return ""
-    try:
-        return str(engine.get(f"/volumes/{project.name}_postgres-data", sock).get("CreatedAt", ""))
-    except OSError:
-        return ""
+    path = f"/volumes/{project.name}_postgres-data"
+    volume = engine.query(lambda sock: engine.get(path, sock), project.environ)
+    return str((volume or {}).get("CreatedAt", ""))
 
 
 def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[str, str]:
