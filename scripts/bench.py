@@ -29,6 +29,7 @@ from typing import Any
 from harness import REPO, VENV_BIN, default_services, free_port, service_choices, tool_env
 
 sys.path.insert(0, str(REPO / "template"))
+from berth import engine
 from berth.project import Project
 
 OUT = REPO / "bench" / "out"
@@ -91,7 +92,9 @@ class Stack:
             state = item["State"]
             passed = [e for e in (state.get("Health") or {}).get("Log", []) if e["ExitCode"] == 0]
             if passed:
-                result[service] = round(_ts(passed[0]["End"]) - _ts(state["StartedAt"]), 3)
+                result[service] = round(
+                    engine.timestamp(passed[0]["End"]) - engine.timestamp(state["StartedAt"]), 3
+                )
         return result
 
     def memory_mb(self) -> dict[str, float]:
@@ -107,13 +110,6 @@ class Stack:
             service = row["Name"].removeprefix(f"{self.project.name}-").rsplit("-", 1)[0]
             result[service] = round(_mib(row["MemUsage"].split("/")[0]), 1)
         return result
-
-
-def _ts(stamp: str) -> float:
-    # Docker prints RFC 3339 with nanoseconds; keep microseconds for fromisoformat.
-    head, _, frac = stamp.rstrip("Z").partition(".")
-    frac = (frac.split("+")[0].split("-")[0] + "000000")[:6]
-    return datetime.fromisoformat(f"{head}.{frac}+00:00").timestamp()
 
 
 def _mib(text: str) -> float:

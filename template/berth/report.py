@@ -73,9 +73,7 @@ def _inspect(ids: list[str]) -> dict[str, dict]:
 
 def _age(started: str, now: datetime) -> str:
     try:
-        # Docker prints nanoseconds; fromisoformat takes at most microseconds.
-        stamp = started.split(".")[0].rstrip("Z")
-        seconds = int((now - datetime.fromisoformat(stamp).replace(tzinfo=UTC)).total_seconds())
+        seconds = int(now.timestamp()) - int(engine.timestamp(started))  # whole seconds
     except ValueError:
         return "-"
     if seconds < 120:
