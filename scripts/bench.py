@@ -26,7 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import REPO, VENV_BIN, default_services, free_port, service_choices, tool_env
+from harness import (
+    REPO,
+    VENV_BIN,
+    default_services,
+    free_port_answers,
+    service_choices,
+    tool_env,
+)
 
 sys.path.insert(0, str(REPO / "template"))
 from berth import engine
@@ -317,8 +324,7 @@ def main() -> int:
             projects[label] = measured[key]
             continue
         slug = f"berth-bench-{label}-{uuid.uuid4().hex[:6]}"
-        ports = {f"{s}_port": free_port() for s in service_choices()}
-        root = render(OUT / slug, project_slug=slug, services=services, **ports)
+        root = render(OUT / slug, project_slug=slug, services=services, **free_port_answers())
         print(f"bench: {label} ({', '.join(services)}) x{args.reps}", flush=True)
         data = measure_stack(root, args.reps, args.idle)
         data["services"] = services

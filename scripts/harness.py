@@ -84,6 +84,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_answers() -> dict[str, int]:
+    """A free host port for every `*_port` question in copier.yml."""
+    return {name: free_port() for name in copier_config() if name.endswith("_port")}
+
+
 def tool_env() -> dict[str, str]:
     """Environment in which a rendered project's `inv`/`nox` find this venv's tools."""
     env = dict(os.environ)

@@ -20,7 +20,15 @@ import pytest
 
 from berth import envfile
 from berth.project import Project
-from harness import free_port, missing_images, render, run_in, service_choices, tool_env
+from harness import (
+    free_port,
+    free_port_answers,
+    missing_images,
+    render,
+    run_in,
+    service_choices,
+    tool_env,
+)
 
 pytestmark = pytest.mark.live
 
@@ -41,9 +49,7 @@ def project_dir(
     request: pytest.FixtureRequest, tmp_path: Path, docker_engine: None
 ) -> Iterator[Path]:
     slug = f"berth-live-{request.param}-{uuid.uuid4().hex[:6]}"
-    ports = ("postgres_port", "pgbouncer_port", "valkey_port", "clickhouse_http_port",
-             "clickhouse_native_port", "nginx_http_port", "nginx_https_port")  # fmt: skip
-    answers = {"project_slug": slug, **{name: free_port() for name in ports}}
+    answers = {"project_slug": slug, **free_port_answers()}
     root = render(tmp_path / slug, **answers, **CASES[request.param])
     missing = missing_images(root)
     if missing:
@@ -192,10 +198,8 @@ def test_hardened_stack_runs_with_secrets_owned_by_a_normal_user(
     still read its secret with the capabilities it keeps (CI runs as root, so
     hand the files to uid 1000 to see what a developer's machine sees)."""
     slug = f"berth-live-hardened-{uuid.uuid4().hex[:6]}"
-    ports = ("postgres_port", "pgbouncer_port", "valkey_port", "clickhouse_http_port",
-             "clickhouse_native_port", "nginx_http_port", "nginx_https_port")  # fmt: skip
     root = render(tmp_path / slug, project_slug=slug, services=service_choices(),
-                  **{name: free_port() for name in ports})  # fmt: skip
+                  **free_port_answers())  # fmt: skip
     project = Project(root)
     try:
         project.prepare()

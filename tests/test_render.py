@@ -13,7 +13,7 @@ import pytest
 from berth import policy
 from berth.project import ENVIRONMENTS
 from berth.service import load_services
-from harness import copier_config, default_services, render, service_choices
+from harness import copier_config, default_services, free_port_answers, render, service_choices
 
 CHOICES = service_choices()
 SUBSETS = [
@@ -139,3 +139,12 @@ def test_readme_diagram_shows_the_chosen_stack(rendered: Path) -> None:
             assert f'host -- "{value}" --> {key.split("_")[0]}' in diagram
     assert ("pgbouncer -- " in diagram) == ("pgbouncer" in chosen)
     assert "{{" not in readme and "{%" not in readme
+
+
+def test_free_port_answers_reach_every_published_port(tmp_path: Path) -> None:
+    answers = free_port_answers()
+    root = render(tmp_path / "p", services=CHOICES, **answers)
+    example = (root / ".env.example").read_text()
+    assert len(set(answers.values())) == len(answers)
+    for question, port in answers.items():
+        assert f"={port}\n" in example, f"{question} does not reach .env.example"
