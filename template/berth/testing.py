@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from types import ModuleType
 
 from berth.compose import Container
 from berth.project import Project
+
+
+def inv(project: Project, *args: str) -> None:
+    """Run an `inv` task in the project, against the stack under test (its --env)."""
+    subprocess.run(
+        [sys.executable, "-m", "invoke", *args, "--env", project.env_name],
+        cwd=project.root,
+        check=True,
+    )
 
 
 def healthy_containers(project: Project) -> tuple[list[Container], str]:

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 
 from berth.project import Project
-from berth.testing import healthy_containers, service_test_modules
-
-
-def inv(project: Project, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "invoke", *args], cwd=project.root, check=True)
+from berth.testing import healthy_containers, inv, service_test_modules
 
 
 def test_data_survives_down_and_up(project: Project, urls: dict[str, dict[str, str]]) -> None:
@@ -23,9 +17,9 @@ def test_data_survives_down_and_up(project: Project, urls: dict[str, dict[str, s
     for name, probe in probes.items():
         probe.write_marker(urls[name], token)
 
-    inv(project, "down", "--env", project.env_name)
+    inv(project, "down")
     assert project.containers() == [], "inv down must remove the containers"
-    inv(project, "up", "--env", project.env_name)
+    inv(project, "up")
 
     after, problem = healthy_containers(project)
     assert not problem, problem

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from berth.project import Project
+from berth.testing import inv
 
 CLIENTS = 30
 
@@ -114,10 +113,7 @@ def test_up_restores_the_shared_verifier_after_a_password_reset(
             broken.execute("SELECT 1")
         for stamp in (project.root / ".berth").glob("*.pgbouncer-role"):
             stamp.unlink()
-        subprocess.run(
-            [sys.executable, "-m", "invoke", "up", "--env", project.env_name],
-            cwd=project.root, check=True,
-        )  # fmt: skip
+        inv(project, "up")
         with on(pooled, after) as repaired:
             assert repaired.execute("SELECT current_database()").fetchone() == (after,)
     finally:
