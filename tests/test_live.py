@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -44,6 +45,15 @@ CASES = {
 }
 
 
+@contextmanager
+def removed_afterwards(project: Project) -> Iterator[Project]:
+    """Always, also on failure: remove the stack's containers, networks and volumes."""
+    try:
+        yield project
+    finally:
+        project.compose.run("down", "--volumes", "--remove-orphans", check=False)
+
+
 @pytest.fixture(params=list(CASES), ids=list(CASES))
 def project_dir(
     request: pytest.FixtureRequest, tmp_path: Path, docker_engine: None
@@ -54,11 +64,8 @@ def project_dir(
     missing = missing_images(root)
     if missing:
         pytest.fail(f"images missing locally: {missing}; run `docker pull IMAGE` (CI: provision)")
-    try:
+    with removed_afterwards(Project(root)):
         yield root
-    finally:
-        # Always, also on failure: remove containers, networks and volumes.
-        Project(root).compose.run("down", "--volumes", "--remove-orphans", check=False)
 
 
 def timed_up(root: Path) -> float:
@@ -107,8 +114,7 @@ def volumes_of(project: Project) -> list[str]:
 def test_prod_overlay_runs_hardened_and_unpublished(tmp_path: Path, docker_engine: None) -> None:
     slug = f"berth-live-prod-{uuid.uuid4().hex[:6]}"
     root = render(tmp_path / slug, project_slug=slug)
-    prod = Project(root, env_name="prod")
-    try:
+    with removed_afterwards(Project(root, env_name="prod")) as prod:
         run_in(root, "invoke", "up", "--env", "prod")
         containers = prod.containers()
         assert {c.service for c in containers} == set(prod.service_names())
@@ -123,8 +129,6 @@ def test_prod_overlay_runs_hardened_and_unpublished(tmp_path: Path, docker_engin
             assert list(attrs["NetworkSettings"]["Networks"]) == [f"{prod.name}_data"]
         network = client.networks.get(f"{prod.name}_data")
         assert network.attrs["Internal"] is True
-    finally:
-        prod.compose.run("down", "--volumes", "--remove-orphans", check=False)
 
 
 def assert_no_secret_reaches_git(project: Project) -> None:
@@ -150,10 +154,8 @@ def assert_no_secret_reaches_git(project: Project) -> None:
 def valkey_project(tmp_path: Path, docker_engine: None) -> Iterator[Path]:
     slug = f"berth-live-errors-{uuid.uuid4().hex[:6]}"
     root = render(tmp_path / slug, project_slug=slug, services=["valkey"], valkey_port=free_port())
-    try:
+    with removed_afterwards(Project(root)):
         yield root
-    finally:
-        Project(root).compose.run("down", "--volumes", "--remove-orphans", check=False)
 
 
 def inv_up_failure(root: Path) -> str:
@@ -200,8 +202,7 @@ def test_hardened_stack_runs_with_secrets_owned_by_a_normal_user(
     slug = f"berth-live-hardened-{uuid.uuid4().hex[:6]}"
     root = render(tmp_path / slug, project_slug=slug, services=service_choices(),
                   **free_port_answers())  # fmt: skip
-    project = Project(root)
-    try:
+    with removed_afterwards(Project(root)) as project:
         project.prepare()
         if os.geteuid() == 0:
             for path in [project.secrets_dir, *project.secrets_dir.rglob("*")]:
@@ -220,5 +221,3 @@ def test_hardened_stack_runs_with_secrets_owned_by_a_normal_user(
         assert readonly == {"valkey", "pgbouncer"}
         # The services' own tests against this stack prove each can use its secret.
         run_in(root, "pytest", "-q", "services")
-    finally:
-        project.compose.run("down", "--volumes", "--remove-orphans", check=False)
