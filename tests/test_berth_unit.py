@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import socket
@@ -201,8 +202,8 @@ def test_unusable_bind_address_is_explained() -> None:
 # ── services and project ────────────────────────────────────────────────────
 def test_template_services_load_and_build_urls() -> None:
     services = {s.name: s for s in load_services(TEMPLATE_SERVICES)}
-    assert set(services) == {"postgres", "pgbouncer", "valkey", "clickhouse", "nginx"}
-    odd = {"postgres_password": "p@ss/w:rd", "valkey_password": "v@l"}
+    assert set(services) == {"postgres", "pgbouncer", "valkey", "redis", "clickhouse", "nginx"}
+    odd = {"postgres_password": "p@ss/w:rd", "valkey_password": "v@l", "redis_password": "r/s"}
     env = {"POSTGRES_USER": "app", "POSTGRES_DB": "my db"}
     pg = services["postgres"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 5)})
     assert pg == {"DATABASE_URL": "postgresql://app:p%40ss%2Fw%3Ard@127.0.0.1:5/my%20db"}
@@ -221,19 +222,36 @@ def test_template_services_load_and_build_urls() -> None:
     env["VALKEY_DB_BROKER"] = "16"
     with pytest.raises(BerthError, match="VALKEY_DB_BROKER='16' is not a database number"):
         services["valkey"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 6)})
+    # Redis has the same rules under its own names, never reading VALKEY_* values.
+    env |= {"REDIS_DB_CACHE": "3", "REDIS_DB_CHANNELS": "4", "REDIS_DB_BROKER": "5"}
+    rd = services["redis"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 7)})
+    assert rd == {
+        "REDIS_CACHE_URL": "redis://default:r%2Fs@127.0.0.1:7/3",
+        "REDIS_CHANNELS_URL": "redis://default:r%2Fs@127.0.0.1:7/4",
+        "REDIS_BROKER_URL": "redis://default:r%2Fs@127.0.0.1:7/5",
+    }
+    assert [p.env_var for p in services["redis"].ports] == ["REDIS_PORT"]
+    assert services["redis"].secrets == ("redis_password", "redis_admin_password")
+    del env["REDIS_DB_CACHE"]
+    with pytest.raises(BerthError, match="REDIS_DB_CACHE='' is not a database number"):
+        services["redis"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 7)})
 
 
-def test_valkey_acl_holds_hashes_not_passwords() -> None:
-    valkey = {s.name: s for s in load_services(TEMPLATE_SERVICES)}["valkey"]
-    values = {"valkey_password": "app-secret", "valkey_admin_password": "admin-secret"}
-    files = valkey.derived({}, values.__getitem__)
-    content, mode = files["valkey_users.acl"]
+@pytest.mark.parametrize("name", ["valkey", "redis"])
+def test_key_value_acl_holds_hashes_not_passwords(name: str) -> None:
+    service = {s.name: s for s in load_services(TEMPLATE_SERVICES)}[name]
+    values = {f"{name}_password": "app-secret", f"{name}_admin_password": "admin-secret"}
+    assert service.derived is not None
+    files = service.derived({}, values.__getitem__)
+    content, mode = files[f"{name}_users.acl"]
     assert "app-secret" not in content and "admin-secret" not in content
     assert mode == 0o644
     lines = content.splitlines()
     assert lines[0].startswith("user default on #") and "-@admin" in lines[0]
     assert lines[1].startswith("user admin on #") and lines[1].endswith("+@all")
-    assert all(not line.startswith("#") for line in lines), "valkey ACL files take no comments"
+    assert all(not line.startswith("#") for line in lines), "ACL files take no comments"
+    digest = hashlib.sha256(b"app-secret").hexdigest()
+    assert lines[0] == f"user default on #{digest} ~* &* +@all -@admin -flushall -keys"
 
 
 def test_prepare_creates_env_secrets_and_derived_files(tmp_path: Path) -> None:

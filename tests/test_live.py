@@ -24,22 +24,23 @@ from berth.project import Project
 from harness import (
     free_port,
     free_port_answers,
+    full_catalog,
     missing_images,
     render,
     run_in,
-    service_choices,
     tool_env,
 )
 
 pytestmark = pytest.mark.live
 
 CASES = {
-    "full": {"services": service_choices()},
+    "full": {"services": full_catalog()},  # all but redis, the alternative to valkey
     "defaults": {},
     "postgres-only": {"services": ["postgres"], "pgvector": False},
     "postgres17-pgvector": {"services": ["postgres"], "postgres_version": 17},
     "valkey-only": {"services": ["valkey"]},
     "pg-pgbouncer-valkey": {"services": ["postgres", "pgbouncer", "valkey"]},
+    "pg-redis": {"services": ["postgres", "redis"]},
     "clickhouse-only": {"services": ["clickhouse"]},
     "nginx-postgres": {"services": ["nginx", "postgres"]},
 }
@@ -193,14 +194,15 @@ def test_up_shows_the_log_tail_of_a_service_that_never_gets_healthy(valkey_proje
     )
 
 
+@pytest.mark.parametrize("services", [full_catalog(), ["redis"]], ids=["full", "redis"])
 def test_hardened_stack_runs_with_secrets_owned_by_a_normal_user(
-    tmp_path: Path, docker_engine: None
+    tmp_path: Path, docker_engine: None, services: list[str]
 ) -> None:
     """On a laptop secrets/ belongs to the developer, not root: every image must
     still read its secret with the capabilities it keeps (CI runs as root, so
     hand the files to uid 1000 to see what a developer's machine sees)."""
     slug = f"berth-live-hardened-{uuid.uuid4().hex[:6]}"
-    root = render(tmp_path / slug, project_slug=slug, services=service_choices(),
+    root = render(tmp_path / slug, project_slug=slug, services=services,
                   **free_port_answers())  # fmt: skip
     with removed_afterwards(Project(root)) as project:
         project.prepare()
@@ -218,6 +220,6 @@ def test_hardened_stack_runs_with_secrets_owned_by_a_normal_user(
             assert not host["Privileged"], c.service
         attrs = {c.service: client.containers.get(c.id).attrs for c in project.containers()}
         readonly = {name for name, a in attrs.items() if a["HostConfig"]["ReadonlyRootfs"]}
-        assert readonly == {"valkey", "pgbouncer"}
+        assert readonly == {"valkey", "redis", "pgbouncer"} & set(services)
         # The services' own tests against this stack prove each can use its secret.
         run_in(root, "pytest", "-q", "services")
