@@ -203,7 +203,7 @@ def test_unusable_bind_address_is_explained() -> None:
 def test_template_services_load_and_build_urls() -> None:
     services = {s.name: s for s in load_services(TEMPLATE_SERVICES)}
     assert set(services) == {"postgres", "pgbouncer", "valkey", "redis", "clickhouse", "nginx"}
-    odd = {"postgres_password": "p@ss/w:rd", "valkey_password": "v@l", "redis_password": "r/s"}
+    odd = {"postgres_password": "p@ss/w:rd", "valkey_password": "v@l"}
     env = {"POSTGRES_USER": "app", "POSTGRES_DB": "my db"}
     pg = services["postgres"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 5)})
     assert pg == {"DATABASE_URL": "postgresql://app:p%40ss%2Fw%3Ard@127.0.0.1:5/my%20db"}
@@ -222,19 +222,23 @@ def test_template_services_load_and_build_urls() -> None:
     env["VALKEY_DB_BROKER"] = "16"
     with pytest.raises(BerthError, match="VALKEY_DB_BROKER='16' is not a database number"):
         services["valkey"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 6)})
-    # Redis has the same rules under its own names, never reading VALKEY_* values.
+
+
+def test_valkey_and_redis_keep_their_own_names() -> None:
+    """Same rules (berth/keyvalue.py), but each reads only its own secrets and .env keys."""
+    services = {s.name: s for s in load_services(TEMPLATE_SERVICES)}
+    for name in ("valkey", "redis"):
+        assert [p.env_var for p in services[name].ports] == [f"{name.upper()}_PORT"]
+        assert services[name].secrets == (f"{name}_password", f"{name}_admin_password")
+    env = {"VALKEY_DB_CACHE": "0", "VALKEY_DB_CHANNELS": "1", "VALKEY_DB_BROKER": "2"}
     env |= {"REDIS_DB_CACHE": "3", "REDIS_DB_CHANNELS": "4", "REDIS_DB_BROKER": "5"}
-    rd = services["redis"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 7)})
-    assert rd == {
-        "REDIS_CACHE_URL": "redis://default:r%2Fs@127.0.0.1:7/3",
-        "REDIS_CHANNELS_URL": "redis://default:r%2Fs@127.0.0.1:7/4",
-        "REDIS_BROKER_URL": "redis://default:r%2Fs@127.0.0.1:7/5",
-    }
-    assert [p.env_var for p in services["redis"].ports] == ["REDIS_PORT"]
-    assert services["redis"].secrets == ("redis_password", "redis_admin_password")
+    secret = {"redis_password": "r/s"}.__getitem__
+    urls = services["redis"].urls(env, secret, {"main": Endpoint("h", 7)})
+    numbers = {"CACHE": 3, "CHANNELS": 4, "BROKER": 5}
+    assert urls == {f"REDIS_{p}_URL": f"redis://default:r%2Fs@h:7/{n}" for p, n in numbers.items()}
     del env["REDIS_DB_CACHE"]
     with pytest.raises(BerthError, match="REDIS_DB_CACHE='' is not a database number"):
-        services["redis"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 7)})
+        services["redis"].urls(env, secret, {"main": Endpoint("h", 7)})
 
 
 @pytest.mark.parametrize("name", ["valkey", "redis"])

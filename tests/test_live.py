@@ -15,9 +15,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import pytest
+import redis
 
 from berth import envfile
 from berth.project import Project
@@ -149,6 +151,44 @@ def assert_no_secret_reaches_git(project: Project) -> None:
     for path in staged:
         text = (root / path).read_text(errors="replace")
         assert not any(value in text for value in values), f"a secret leaked into {path}"
+
+
+@pytest.mark.parametrize("name", ["valkey", "redis"])
+def test_key_value_keeps_acknowledged_writes_through_a_crash(
+    tmp_path: Path, docker_engine: None, name: str
+) -> None:
+    """SIGKILL leaves the server no time for a shutdown save, and no RDB snapshot
+    is due yet: the key can only come back from the append-only file."""
+    slug = f"berth-live-aof-{name}-{uuid.uuid4().hex[:6]}"
+    answers = {f"{name}_port": free_port()}
+    root = render(tmp_path / slug, project_slug=slug, services=[name], **answers)
+    with removed_afterwards(Project(root)) as project:
+        run_in(root, "invoke", "up")
+        token = uuid.uuid4().hex
+        with key_value(project, name) as db:
+            db.set("berth:crash-probe", token)
+            unsaved = db.info("persistence")["rdb_changes_since_last_save"]
+            assert unsaved > 0, "the write must not be in an RDB snapshot already"
+        (container,) = project.containers()
+        docker.from_env().containers.get(container.id).kill()  # SIGKILL
+        run_in(root, "invoke", "up")
+        with key_value(project, name) as db:
+            assert db.get("berth:crash-probe") == token, f"{name} lost an acknowledged write"
+
+
+def key_value(project: Project, name: str) -> redis.Redis:
+    """A client for the `admin` user of the running Valkey/Redis (ports read anew)."""
+    url = project.urls(project.containers(), reveal=True)[name][f"{name.upper()}_BROKER_URL"]
+    parts = urlsplit(url)
+    return redis.Redis(
+        host=parts.hostname,
+        port=parts.port,
+        db=int(parts.path.strip("/")),
+        username="admin",
+        password=project.secret(f"{name}_admin_password"),
+        socket_timeout=5,
+        decode_responses=True,
+    )
 
 
 @pytest.fixture
