@@ -31,7 +31,7 @@ from harness import (
     VENV_BIN,
     default_services,
     free_port_answers,
-    service_choices,
+    full_catalog,
     tool_env,
 )
 
@@ -313,7 +313,7 @@ def main() -> int:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
-    sets = {"defaults": default_services(), "full": service_choices()}
+    sets = {"defaults": default_services(), "full": full_catalog()}
     projects: dict[str, Any] = {}
     measured: dict[tuple[str, ...], dict[str, Any]] = {}
     from harness import render

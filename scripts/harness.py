@@ -27,6 +27,17 @@ def service_choices() -> list[str]:
     return list(choices.values()) if isinstance(choices, dict) else list(choices)
 
 
+#: Choices that exclude each other (copier.yml's `services` validator): the
+#: second of each pair is the alternative that the full catalog leaves out.
+ALTERNATIVES = (("valkey", "redis"),)
+
+
+def full_catalog() -> list[str]:
+    """The largest valid service selection: every choice but the alternatives."""
+    left_out = {alternative for _first, alternative in ALTERNATIVES}
+    return [s for s in service_choices() if s not in left_out]
+
+
 def default_services() -> list[str]:
     return list(copier_config()["services"]["default"])
 

@@ -21,6 +21,12 @@ BAD_ANSWERS: list[tuple[dict[str, Any], str]] = [
     ({"services": []}, "services must include at least one service"),
     ({"services": ["pgbouncer"]}, "pgbouncer pools connections to PostgreSQL; select postgres too"),
     ({"services": ["pgbouncer", "valkey"]}, "select postgres too, or drop pgbouncer"),
+    ({"services": ["valkey", "redis"]}, "choose valkey or redis, not both"),
+    ({"services": ["redis"], "redis_port": 80}, "redis_port must be a whole number from 1024"),
+    (
+        {"services": ["postgres", "redis"], "postgres_port": 6379},
+        "redis_port 6379 is already used by postgres_port; choose a different",
+    ),
     ({"pgbouncer_port": 5432, "services": ["postgres", "pgbouncer"]}, "is already used by"),
     ({"bind_address": "localhost"}, 'bind_address "localhost" is not an IPv4 address'),
     ({"bind_address": "256.1.1.1"}, "is not an IPv4 address"),
@@ -61,9 +67,10 @@ def test_bad_answer_is_refused(tmp_path: Path, answers: dict[str, Any], message:
         {"project_slug": "a" * 40},
         {"project_slug": "9lives_and-dashes"},
         {"services": ["valkey"], "postgres_port": 6379},  # postgres not chosen: no clash
+        {"services": ["redis"], "valkey_port": 6379},  # valkey not chosen: no clash
         {"bind_address": "0.0.0.0", "postgres_port": 1024, "valkey_port": 65535},
     ],
-    ids=["slug-40", "slug-mixed", "unchosen-port-ignored", "edges"],
+    ids=["slug-40", "slug-mixed", "unchosen-port-ignored", "alternative-port-ignored", "edges"],
 )
 def test_good_edge_answers_render(tmp_path: Path, answers: dict[str, Any]) -> None:
     assert (render(tmp_path / "p", **answers) / "compose.yaml").is_file()

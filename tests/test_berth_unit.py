@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import socket
@@ -201,7 +202,7 @@ def test_unusable_bind_address_is_explained() -> None:
 # ── services and project ────────────────────────────────────────────────────
 def test_template_services_load_and_build_urls() -> None:
     services = {s.name: s for s in load_services(TEMPLATE_SERVICES)}
-    assert set(services) == {"postgres", "pgbouncer", "valkey", "clickhouse", "nginx"}
+    assert set(services) == {"postgres", "pgbouncer", "valkey", "redis", "clickhouse", "nginx"}
     odd = {"postgres_password": "p@ss/w:rd", "valkey_password": "v@l"}
     env = {"POSTGRES_USER": "app", "POSTGRES_DB": "my db"}
     pg = services["postgres"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 5)})
@@ -223,17 +224,38 @@ def test_template_services_load_and_build_urls() -> None:
         services["valkey"].urls(env, odd.__getitem__, {"main": Endpoint("127.0.0.1", 6)})
 
 
-def test_valkey_acl_holds_hashes_not_passwords() -> None:
-    valkey = {s.name: s for s in load_services(TEMPLATE_SERVICES)}["valkey"]
-    values = {"valkey_password": "app-secret", "valkey_admin_password": "admin-secret"}
-    files = valkey.derived({}, values.__getitem__)
-    content, mode = files["valkey_users.acl"]
+def test_valkey_and_redis_keep_their_own_names() -> None:
+    """Same rules (berth/keyvalue.py), but each reads only its own secrets and .env keys."""
+    services = {s.name: s for s in load_services(TEMPLATE_SERVICES)}
+    for name in ("valkey", "redis"):
+        assert [p.env_var for p in services[name].ports] == [f"{name.upper()}_PORT"]
+        assert services[name].secrets == (f"{name}_password", f"{name}_admin_password")
+    env = {"VALKEY_DB_CACHE": "0", "VALKEY_DB_CHANNELS": "1", "VALKEY_DB_BROKER": "2"}
+    env |= {"REDIS_DB_CACHE": "3", "REDIS_DB_CHANNELS": "4", "REDIS_DB_BROKER": "5"}
+    secret = {"redis_password": "r/s"}.__getitem__
+    urls = services["redis"].urls(env, secret, {"main": Endpoint("h", 7)})
+    numbers = {"CACHE": 3, "CHANNELS": 4, "BROKER": 5}
+    assert urls == {f"REDIS_{p}_URL": f"redis://default:r%2Fs@h:7/{n}" for p, n in numbers.items()}
+    del env["REDIS_DB_CACHE"]
+    with pytest.raises(BerthError, match="REDIS_DB_CACHE='' is not a database number"):
+        services["redis"].urls(env, secret, {"main": Endpoint("h", 7)})
+
+
+@pytest.mark.parametrize("name", ["valkey", "redis"])
+def test_key_value_acl_holds_hashes_not_passwords(name: str) -> None:
+    service = {s.name: s for s in load_services(TEMPLATE_SERVICES)}[name]
+    values = {f"{name}_password": "app-secret", f"{name}_admin_password": "admin-secret"}
+    assert service.derived is not None
+    files = service.derived({}, values.__getitem__)
+    content, mode = files[f"{name}_users.acl"]
     assert "app-secret" not in content and "admin-secret" not in content
     assert mode == 0o644
     lines = content.splitlines()
     assert lines[0].startswith("user default on #") and "-@admin" in lines[0]
     assert lines[1].startswith("user admin on #") and lines[1].endswith("+@all")
-    assert all(not line.startswith("#") for line in lines), "valkey ACL files take no comments"
+    assert all(not line.startswith("#") for line in lines), "ACL files take no comments"
+    digest = hashlib.sha256(b"app-secret").hexdigest()
+    assert lines[0] == f"user default on #{digest} ~* &* +@all -@admin -flushall -keys"
 
 
 def test_prepare_creates_env_secrets_and_derived_files(tmp_path: Path) -> None:

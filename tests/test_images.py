@@ -8,13 +8,20 @@ from typing import Any
 
 import pytest
 
-from harness import missing_images, pinned_images, project_images, render, service_choices
+from harness import (
+    ALTERNATIVES,
+    full_catalog,
+    missing_images,
+    pinned_images,
+    project_images,
+    render,
+)
 
 # Answer sets that together reach every image a project can use.
 VARIANTS: list[dict[str, Any]] = [
-    {"services": service_choices(), "postgres_version": version, "pgvector": vector}
+    {"services": full_catalog(), "postgres_version": version, "pgvector": vector}
     for version, vector in itertools.product((18, 17), (True, False))
-]
+] + [{"services": [alternative for _first, alternative in ALTERNATIVES]}]
 
 
 @pytest.fixture(scope="module")

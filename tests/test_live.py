@@ -15,31 +15,34 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import pytest
+import redis
 
 from berth import envfile
 from berth.project import Project
 from harness import (
     free_port,
     free_port_answers,
+    full_catalog,
     missing_images,
     render,
     run_in,
-    service_choices,
     tool_env,
 )
 
 pytestmark = pytest.mark.live
 
 CASES = {
-    "full": {"services": service_choices()},
+    "full": {"services": full_catalog()},  # all but redis, the alternative to valkey
     "defaults": {},
     "postgres-only": {"services": ["postgres"], "pgvector": False},
     "postgres17-pgvector": {"services": ["postgres"], "postgres_version": 17},
     "valkey-only": {"services": ["valkey"]},
     "pg-pgbouncer-valkey": {"services": ["postgres", "pgbouncer", "valkey"]},
+    "pg-redis": {"services": ["postgres", "redis"]},
     "clickhouse-only": {"services": ["clickhouse"]},
     "nginx-postgres": {"services": ["nginx", "postgres"]},
 }
@@ -150,6 +153,44 @@ def assert_no_secret_reaches_git(project: Project) -> None:
         assert not any(value in text for value in values), f"a secret leaked into {path}"
 
 
+@pytest.mark.parametrize("name", ["valkey", "redis"])
+def test_key_value_keeps_acknowledged_writes_through_a_crash(
+    tmp_path: Path, docker_engine: None, name: str
+) -> None:
+    """SIGKILL leaves the server no time for a shutdown save, and no RDB snapshot
+    is due yet: the key can only come back from the append-only file."""
+    slug = f"berth-live-aof-{name}-{uuid.uuid4().hex[:6]}"
+    answers = {f"{name}_port": free_port()}
+    root = render(tmp_path / slug, project_slug=slug, services=[name], **answers)
+    with removed_afterwards(Project(root)) as project:
+        run_in(root, "invoke", "up")
+        token = uuid.uuid4().hex
+        with key_value(project, name) as db:
+            db.set("berth:crash-probe", token)
+            unsaved = db.info("persistence")["rdb_changes_since_last_save"]
+            assert unsaved > 0, "the write must not be in an RDB snapshot already"
+        (container,) = project.containers()
+        docker.from_env().containers.get(container.id).kill()  # SIGKILL
+        run_in(root, "invoke", "up")
+        with key_value(project, name) as db:
+            assert db.get("berth:crash-probe") == token, f"{name} lost an acknowledged write"
+
+
+def key_value(project: Project, name: str) -> redis.Redis:
+    """A client for the `admin` user of the running Valkey/Redis (ports read anew)."""
+    url = project.urls(project.containers(), reveal=True)[name][f"{name.upper()}_BROKER_URL"]
+    parts = urlsplit(url)
+    return redis.Redis(
+        host=parts.hostname,
+        port=parts.port,
+        db=int(parts.path.strip("/")),
+        username="admin",
+        password=project.secret(f"{name}_admin_password"),
+        socket_timeout=5,
+        decode_responses=True,
+    )
+
+
 @pytest.fixture
 def valkey_project(tmp_path: Path, docker_engine: None) -> Iterator[Path]:
     slug = f"berth-live-errors-{uuid.uuid4().hex[:6]}"
@@ -193,14 +234,15 @@ def test_up_shows_the_log_tail_of_a_service_that_never_gets_healthy(valkey_proje
     )
 
 
+@pytest.mark.parametrize("services", [full_catalog(), ["redis"]], ids=["full", "redis"])
 def test_hardened_stack_runs_with_secrets_owned_by_a_normal_user(
-    tmp_path: Path, docker_engine: None
+    tmp_path: Path, docker_engine: None, services: list[str]
 ) -> None:
     """On a laptop secrets/ belongs to the developer, not root: every image must
     still read its secret with the capabilities it keeps (CI runs as root, so
     hand the files to uid 1000 to see what a developer's machine sees)."""
     slug = f"berth-live-hardened-{uuid.uuid4().hex[:6]}"
-    root = render(tmp_path / slug, project_slug=slug, services=service_choices(),
+    root = render(tmp_path / slug, project_slug=slug, services=services,
                   **free_port_answers())  # fmt: skip
     with removed_afterwards(Project(root)) as project:
         project.prepare()
@@ -218,6 +260,6 @@ def test_hardened_stack_runs_with_secrets_owned_by_a_normal_user(
             assert not host["Privileged"], c.service
         attrs = {c.service: client.containers.get(c.id).attrs for c in project.containers()}
         readonly = {name for name, a in attrs.items() if a["HostConfig"]["ReadonlyRootfs"]}
-        assert readonly == {"valkey", "pgbouncer"}
+        assert readonly == {"valkey", "redis", "pgbouncer"} & set(services)
         # The services' own tests against this stack prove each can use its secret.
         run_in(root, "pytest", "-q", "services")

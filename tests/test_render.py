@@ -13,7 +13,15 @@ import pytest
 from berth import policy
 from berth.project import ENVIRONMENTS
 from berth.service import load_services
-from harness import copier_config, default_services, free_port_answers, render, service_choices
+from harness import (
+    ALTERNATIVES,
+    copier_config,
+    default_services,
+    free_port_answers,
+    full_catalog,
+    render,
+    service_choices,
+)
 
 CHOICES = service_choices()
 SUBSETS = [
@@ -21,11 +29,14 @@ SUBSETS = [
     for size in range(1, len(CHOICES) + 1)
     for combo in itertools.combinations(CHOICES, size)
     if "pgbouncer" not in combo or "postgres" in combo  # the pooler needs its server
+    if not any(set(pair) <= set(combo) for pair in ALTERNATIVES)  # valkey or redis
 ]
 
 
 def test_matrix_comes_from_copier_yml() -> None:
-    assert CHOICES == ["postgres", "pgbouncer", "valkey", "clickhouse", "nginx"]
+    assert CHOICES == ["postgres", "pgbouncer", "valkey", "redis", "clickhouse", "nginx"]
+    assert full_catalog() == ["postgres", "pgbouncer", "valkey", "clickhouse", "nginx"]
+    assert not [s for s in SUBSETS if {"valkey", "redis"} <= set(s)]
     assert default_services() == ["postgres", "valkey"]
     assert copier_config()["_subdirectory"] == "template"
 
@@ -143,8 +154,12 @@ def test_readme_diagram_shows_the_chosen_stack(rendered: Path) -> None:
 
 def test_free_port_answers_reach_every_published_port(tmp_path: Path) -> None:
     answers = free_port_answers()
-    root = render(tmp_path / "p", services=CHOICES, **answers)
-    example = (root / ".env.example").read_text()
+    # The full catalog, then the alternatives it leaves out (e.g. redis).
+    selections = [full_catalog(), [alternative for _first, alternative in ALTERNATIVES]]
+    example = "".join(
+        (render(tmp_path / f"p{i}", services=services, **answers) / ".env.example").read_text()
+        for i, services in enumerate(selections)
+    )
     assert len(set(answers.values())) == len(answers)
     for question, port in answers.items():
         assert f"={port}\n" in example, f"{question} does not reach .env.example"
