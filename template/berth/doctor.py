@@ -178,10 +178,11 @@ def env_file(project: Project) -> list[Finding]:
                 " `inv migrate` adds them)",
             )
         ]
+    fresh = Project(project.root, project.env_name, project.environ)  # values are cached
     try:
-        for service in project.services:
+        for service in fresh.services:
             for port in service.ports:
-                project.host_port(port)
+                fresh.host_port(port)
     except BerthError as exc:
         return [Finding.of(".env", exc)]
     return [Finding(OK, ".env", f"{len(values)} settings, none missing")]
@@ -366,12 +367,13 @@ def examine(project: Project) -> list[Finding]:
     return found
 
 
-def before_up(project: Project, running: list[Container]) -> list[Finding]:
+def before_up(project: Project) -> list[Finding]:
     """The fast checks for `inv up` (after it created .env and secrets): raise
     the first ERROR as a BerthError; return the warnings."""
     eng = Engine(project)
     found = list(eng.findings())
     _raise_first(found)
+    running = [c for c in project.containers() if c.state == "running"]
     found += secret_files(project) + disk_space(project, eng.info)
     found += ports(project, running) + volume_owners(project)
     _raise_first(found)

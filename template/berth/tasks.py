@@ -61,8 +61,7 @@ def up(c: Context, timeout: int = 120, reveal: bool = False, env: str = "dev") -
     project = load(env)
     for note in project.prepare():
         print(f"berth: {note}")
-    running = [x for x in project.containers() if x.state == "running"]
-    for finding in doctor.before_up(project, running):
+    for finding in doctor.before_up(project):
         print(f"berth: warning: {finding.detail} (fix: {finding.fix})", file=sys.stderr)
     for warning in project.warnings():
         print(f"berth: warning: {warning}", file=sys.stderr)
