@@ -250,3 +250,15 @@ def test_saslprep_matches_what_libpq_sends() -> None:
 def test_hand_written_secret_loses_its_final_newline(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("my pass\n")
     assert secrets.read(tmp_path, "pw") == "my pass"
+
+
+def test_clickhouse_password_must_be_ascii(tmp_path: Path) -> None:
+    project = Project(render(tmp_path / "p", services=["clickhouse"]))
+    project.prepare()
+    (project.secrets_dir / "clickhouse_password").write_text("caf\u00e9 ok $ # '\"")
+    [finding] = doctor.secret_files(project)
+    assert finding.level == "ERROR"
+    assert finding.detail.startswith("secrets/clickhouse_password has non-ASCII characters: ")
+    assert "Basic auth header" in finding.detail
+    (project.secrets_dir / "clickhouse_password").write_text("cafe ok $ # '\"")
+    assert [f.level for f in doctor.secret_files(project)] == ["OK"]

@@ -35,6 +35,11 @@ DISK_WARN_BYTES = 5 * 1024**3
 SHAREABLE = {"valkey_users.acl", "pgbouncer_userlist.txt", "ca.crt", "server.crt"}
 #: Documentation that lives in secrets/ and holds nothing secret.
 NOT_SECRETS = {".gitignore", "README.md"}
+#: Passwords whose protocol cannot carry every character, and why.
+ASCII_ONLY = {
+    "clickhouse_password": "ClickHouse's HTTP interface takes it in a Basic auth header,"
+    " which HTTP clients (requests, urllib) encode as Latin-1 or refuse",
+}
 COMPOSE_MISSING = re.compile(r"'compose' is not a docker command|unknown command:? .*compose")
 
 
@@ -263,6 +268,15 @@ def _password(path: Path) -> list[Finding]:
                 f" delete {where} and run `inv secrets`",
             )
         ]
+    reason = ASCII_ONLY.get(path.name)
+    if reason and not value.isascii():
+        return [
+            Finding(
+                ERROR, "secrets", f"{where} has non-ASCII characters: {reason}",
+                f"use ASCII only in {where} (quotes, $, #, spaces are fine), or delete it and"
+                " run `inv secrets`",
+            )
+        ]  # fmt: skip
     if "\ufffd" in value:
         return [
             Finding(
