@@ -164,7 +164,7 @@ def test_remote_engine_down_is_named_via_the_cli(
     """A tcp:// engine is not a local socket: berth asks the CLI, which fails."""
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
     project = Project(render(tmp_path / "p", services=["valkey"]))
-    [finding] = list(doctor.Engine(project).findings())
+    [finding] = list(doctor.Engine.ask(project).findings())
     assert finding.level == "ERROR"
     assert finding.detail.startswith("the Docker engine is not reachable: ")
     assert "tcp://127.0.0.1:1" in finding.detail
@@ -262,3 +262,40 @@ def test_clickhouse_password_must_be_ascii(tmp_path: Path) -> None:
     assert "Basic auth header" in finding.detail
     (project.secrets_dir / "clickhouse_password").write_text("cafe ok $ # '\"")
     assert [f.level for f in doctor.secret_files(project)] == ["OK"]
+
+
+@pytest.mark.parametrize(
+    ("version", "info", "expected"),
+    [
+        (
+            {"Version": "26.1.5"},
+            {"SecurityOptions": ["name=seccomp,profile=builtin"]},
+            [("OK", "engine", "Docker Engine 26.1.5")],
+        ),
+        ({"Version": "24.0.7"}, {}, [("ERROR", "engine", "Docker Engine 24.0.7 is too old")]),
+        (
+            {"Version": "27.3.1"},
+            {"SecurityOptions": ["name=seccomp", "name=rootless"]},
+            [
+                ("OK", "engine", "Docker Engine 27.3.1"),
+                (
+                    "OK",
+                    "rootless",
+                    "rootless Docker: root in a container is your own user; berth"
+                    " publishes only ports >= 1024, which rootless allows",
+                ),
+            ],
+        ),
+        # Podman's Docker-compatible API: its own version numbers, not "too old".
+        (
+            {"Version": "5.2.2", "Components": [{"Name": "Podman Engine", "Version": "5.2.2"}]},
+            {},
+            [("WARN", "engine", "Podman 5.2.2 answers the Docker API, not Docker Engine")],
+        ),
+    ],
+    ids=["docker", "too-old", "rootless", "podman"],
+)
+def test_engine_kinds(version: dict, info: dict, expected: list[tuple[str, str, str]]) -> None:
+    found = list(doctor.Engine(version, info).findings())
+    assert [(f.level, f.check, f.detail) for f in found] == expected
+    assert all(f.fix for f in found if f.level != "OK")

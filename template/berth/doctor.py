@@ -57,28 +57,28 @@ class Finding:
 
 
 # ── the checks ──────────────────────────────────────────────────────────────
+@dataclass
 class Engine:
-    """What the engine says about itself, asked once per run."""
+    """What the engine says about itself (`Engine.ask` asks it once per run)."""
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.version: dict[str, Any] | None = None
-        self.info: dict[str, Any] | None = None
-        self.error: BerthError | None = None
-        self.cli_version = ""
+    version: dict[str, Any] | None = None  # GET /version
+    info: dict[str, Any] | None = None  # GET /info
+    error: BerthError | None = None
+    cli_version: str = ""  # from `docker version` when there is no local socket
+
+    @classmethod
+    def ask(cls, project: Project) -> Engine:
         sock = engine.socket_path(project.environ)
         if sock:
             try:
-                self.version = dict(engine.get("/version", sock))
-                self.info = dict(engine.get("/info", sock))
+                return cls(dict(engine.get("/version", sock)), dict(engine.get("/info", sock)))
             except OSError as exc:
                 why = f"cannot talk to {sock} ({getattr(exc, 'strerror', None) or exc})"
-                self.error = _unreachable(why, project.environ)
-            return
+                return cls(error=_unreachable(why, project.environ))
         try:  # a remote engine or a docker context: the CLI knows how to reach it
-            self.cli_version = checks.engine_version()
+            return cls(cli_version=checks.engine_version())
         except BerthError as exc:
-            self.error = exc
+            return cls(error=exc)
 
     @property
     def reachable(self) -> bool:
@@ -367,7 +367,7 @@ def volume_owners(project: Project) -> list[Finding]:
 # ── entry points ────────────────────────────────────────────────────────────
 def examine(project: Project) -> list[Finding]:
     """Every check (`inv doctor`)."""
-    eng = Engine(project)
+    eng = Engine.ask(project)
     found = [*eng.findings(), compose_version()]
     found += env_file(project)
     found += secret_files(project)
@@ -384,7 +384,7 @@ def examine(project: Project) -> list[Finding]:
 def before_up(project: Project) -> list[Finding]:
     """The fast checks for `inv up` (after it created .env and secrets): raise
     the first ERROR as a BerthError; return the warnings."""
-    eng = Engine(project)
+    eng = Engine.ask(project)
     found = list(eng.findings())
     _raise_first(found)
     running = [c for c in project.containers() if c.state == "running"]
