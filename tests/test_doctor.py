@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -299,3 +300,29 @@ def test_engine_kinds(version: dict, info: dict, expected: list[tuple[str, str, 
     found = list(doctor.Engine(version, info).findings())
     assert [(f.level, f.check, f.detail) for f in found] == expected
     assert all(f.fix for f in found if f.level != "OK")
+
+
+def test_doctor_names_the_port_holder_and_a_free_port(project: Project) -> None:
+    port = project.host_port(project.service("valkey").ports[0])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        [finding] = doctor.ports(project, [])
+    assert finding.level == "ERROR"
+    assert finding.detail == (
+        f"port {port} (VALKEY_PORT) on 127.0.0.1 is taken by process"
+        f" {Path('/proc/self/comm').read_text().strip()} (pid {os.getpid()})"
+    )
+    assert finding.fix.startswith("stop it, or set VALKEY_PORT=")
+    suggested = int(finding.fix.rsplit("=", 1)[1].split()[0])
+    assert suggested != port and doctor.checks.port_in_use("127.0.0.1", suggested) is None
+
+
+def test_doctor_warns_when_disk_is_low(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor, "DISK_WARN_BYTES", 1 << 62)
+    found = doctor.disk_space(project, {"DockerRootDir": "/"})
+    assert [(f.level, f.detail.split(" GiB free for ")[1]) for f in found] == [
+        ("WARN", f"backups ({project.root})"),
+        ("WARN", "volumes (/)"),
+    ]
+    assert "docker system df" in found[0].fix
