@@ -21,7 +21,7 @@ import pytest
 
 from berth import doctor, scram, secrets
 from berth.project import Project
-from harness import free_port_answers, render, tool_env
+from harness import free_port_answers, pinned_images, render, tool_env
 
 
 @pytest.fixture
@@ -214,26 +214,41 @@ def test_compose_missing_is_named_with_the_fix(
     assert "ERROR   compose  Docker Compose v2 is not installed" in checked.stdout
 
 
-def test_project_name_used_from_another_directory(project: Project, docker_engine: None) -> None:
+def test_project_name_used_from_another_directory(
+    project: Project, tmp_path: Path, docker_engine: None
+) -> None:
     """A checkout elsewhere with the same COMPOSE_PROJECT_NAME would share volumes."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     client = docker.from_env()
-    labels = {
-        "com.docker.compose.project": project.name,
-        "com.docker.compose.project.working_dir": "/srv/elsewhere",
-        "com.docker.compose.service": "postgres",
-    }
-    image = next(i for i in client.images.list() if i.tags).tags[0]
-    container = client.containers.create(image, labels=labels, name=f"{project.name}-squatter")
+    image = dict(pinned_images())["valkey"]  # any local image; this one has a command
+
+    def squatter(working_dir: Path) -> docker.models.containers.Container:
+        labels = {
+            "com.docker.compose.project": project.name,
+            "com.docker.compose.project.working_dir": str(working_dir),
+            "com.docker.compose.service": "postgres",
+        }
+        return client.containers.create(image, labels=labels, name=f"{project.name}-squatter")
+
+    container = squatter(elsewhere)  # created, never started
     try:
         [finding] = doctor.volume_owners(project)
         assert finding.level == "ERROR"
-        assert finding.detail == (
-            f"project name {project.name} (its volumes) is in use by /srv/elsewhere"
+        assert (
+            finding.detail == f"project name {project.name} (its volumes) is in use by {elsewhere}"
         )
-        assert "`cd /srv/elsewhere && inv down`" in finding.fix
+        assert f"`cd {elsewhere} && inv down`" in finding.fix
         result = inv(project.root, "up")
         assert result.returncode == 1
-        assert "is in use by /srv/elsewhere" in last_line(result)
+        assert f"is in use by {elsewhere}" in last_line(result)
+    finally:
+        container.remove(force=True)
+    container = squatter(tmp_path / "moved-away")
+    try:
+        [finding] = doctor.volume_owners(project)
+        assert finding.level == "WARN", "a project moved to this directory is not an error"
+        assert "if this project moved here, nothing to do" in finding.fix
     finally:
         container.remove(force=True)
     [finding] = doctor.volume_owners(project)

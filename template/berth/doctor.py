@@ -351,14 +351,24 @@ def volume_owners(project: Project) -> list[Finding]:
             and str(Path(label).resolve()) != here
         }
     )
-    if others:
+    live = [other for other in others if Path(other).is_dir()]
+    if live:
         return [
             Finding(
                 ERROR,
                 "volumes",
-                f"project name {project.name} (its volumes) is in use by {others[0]}",
+                f"project name {project.name} (its volumes) is in use by {live[0]}",
                 "give this project its own COMPOSE_PROJECT_NAME in .env, or stop the other:"
-                f" `cd {others[0]} && inv down`",
+                f" `cd {live[0]} && inv down`",
+            )
+        ]
+    if others:  # that directory is gone: most likely this project was moved here
+        return [
+            Finding(
+                WARN,
+                "volumes",
+                f"containers of {project.name} were started from {others[0]}, which is gone",
+                "if this project moved here, nothing to do: `inv up` recreates them here",
             )
         ]
     return [Finding(OK, "volumes", f"project name {project.name} belongs to this directory")]
