@@ -5,15 +5,18 @@ secrets/<name> before the first `inv up`. Quotes, `$`, `#`, spaces and
 unicode must reach every component intact: the secret file only (never
 .env or compose), percent-encoded URLs, PostgreSQL's SCRAM verifier (with
 SASLprep, as libpq normalises), PgBouncer's auth file, Valkey's ACL hash and
-its health check.
+its health check, ClickHouse's user config.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
+import urllib.request
 import uuid
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
@@ -27,16 +30,20 @@ pytestmark = pytest.mark.live
 #: "\ufb01" (the fi ligature) is what libpq's SASLprep rewrites to "fi".
 POSTGRES_PASSWORD = "p'a\"s s$HOME #x ünï\ufb01 ☃ %2F@:/?&="
 VALKEY_PASSWORD = "v'a\"l $(id) #y k€y ☃ %41@:/"
+#: ASCII only (doctor refuses more: HTTP Basic auth), but every awkward ASCII character.
+CLICKHOUSE_PASSWORD = "c'l\"ick s$HOME #z %2F@:/?&=\\`<![CDATA[]]>"
 
 
 def test_hand_written_passwords_work_everywhere(tmp_path: Path, docker_engine: None) -> None:
     slug = f"berth-live-passwords-{uuid.uuid4().hex[:6]}"
-    root = render(tmp_path / slug, project_slug=slug, services=["postgres", "pgbouncer", "valkey"],
-                  pgvector=False, **free_port_answers())  # fmt: skip
+    services = ["postgres", "pgbouncer", "valkey", "clickhouse"]
+    root = render(tmp_path / slug, project_slug=slug, services=services, pgvector=False,
+                  **free_port_answers())  # fmt: skip
     project = Project(root)
     project.secrets_dir.mkdir(mode=0o700, exist_ok=True)
-    for name, value in (("postgres_password", POSTGRES_PASSWORD),
-                        ("valkey_password", VALKEY_PASSWORD)):  # fmt: skip
+    passwords = {"postgres_password": POSTGRES_PASSWORD, "valkey_password": VALKEY_PASSWORD,
+                 "clickhouse_password": CLICKHOUSE_PASSWORD}  # fmt: skip
+    for name, value in passwords.items():
         path = project.secrets_dir / name
         path.write_text(value + "\n", encoding="utf-8")  # as an editor saves it
         path.chmod(0o600)
@@ -64,12 +71,22 @@ def test_hand_written_passwords_work_everywhere(tmp_path: Path, docker_engine: N
             redis.Redis(host="127.0.0.1", port=cache.connection_pool.connection_kwargs["port"],
                         username="default", password=VALKEY_PASSWORD + "\n").ping()  # fmt: skip
 
+        # ClickHouse: the entrypoint puts the password in XML (CDATA-escaped);
+        # clients send it in a Basic auth header.
+        http = urlsplit(urls["clickhouse"]["CLICKHOUSE_URL"])
+        assert unquote(http.password or "") == CLICKHOUSE_PASSWORD
+        request = urllib.request.Request(f"http://{http.hostname}:{http.port}/?query=SELECT%201")
+        token = base64.b64encode(f"{unquote(http.username or '')}:{CLICKHOUSE_PASSWORD}".encode())
+        request.add_header("Authorization", f"Basic {token.decode()}")
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            assert response.read() == b"1\n"
+
         # The plaintext is only in its secret file: not in .env, compose or derived files.
         for path in [root / ".env", *root.glob("compose*.yaml"), *project.secrets_dir.iterdir()]:
-            if path.name in ("postgres_password", "valkey_password") or not path.is_file():
+            if path.name in passwords or not path.is_file():
                 continue
             text = path.read_text(errors="replace")
-            assert POSTGRES_PASSWORD not in text and VALKEY_PASSWORD not in text, path
+            assert not any(value in text for value in passwords.values()), path
         assert (project.secrets_dir / "postgres_password").read_text().endswith("\n"), "untouched"
     finally:
         project.compose.run("down", "--volumes", "--remove-orphans", check=False)
