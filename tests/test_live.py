@@ -227,11 +227,11 @@ def test_up_shows_the_log_tail_of_a_service_that_never_gets_healthy(valkey_proje
     stderr = inv_up_failure(valkey_project)
     assert "last 40 log lines of valkey" in stderr
     assert "no-such-directive" in stderr, "the server's own complaint is shown"
-    assert (
-        stderr.strip()
-        .splitlines()[-1]
-        .startswith("error: the stack did not become healthy: valkey")
-    )
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the stack did not become healthy: valkey"), "what"
+    assert "valkey exited/" in last or "valkey running/unhealthy" in last, "why: its state"
+    assert last.endswith("(fix: read the logs above, then `inv logs --service valkey`"
+                         " or `inv status`)"), "the command to run next"  # fmt: skip
 
 
 @pytest.mark.parametrize("services", [full_catalog(), ["redis"]], ids=["full", "redis"])

@@ -40,26 +40,39 @@ def engine_version() -> str:
 
 def ports(project: Project, running: list[Container]) -> None:
     """Every dev host port is free, or already published by this project's stack."""
+    for problem in port_problems(project, running):
+        raise problem
+
+
+def port_problems(project: Project, running: list[Container]) -> list[BerthError]:
+    """Each taken or doubly used dev host port, as the error `inv up` would raise."""
     if not project.environment.fixed_ports:
-        return  # test: the engine picks free ports; prod: nothing is published
+        return []  # test: the engine picks free ports; prod: nothing is published
     ours = {port for c in running for _ip, port, _t in c.publishers}
     seen: dict[int, str] = {}
+    problems = []
     for spec in (p for service in project.services for p in service.ports):
         port, var = project.host_port(spec), spec.env_var
         if port in seen:
-            raise BerthError(
-                f".env: {var} and {seen[port]} are both {port}",
-                fix=f"give {var} another port, e.g. {free_port_near(port + 1)}",
+            problems.append(
+                BerthError(
+                    f".env: {var} and {seen[port]} are both {port}",
+                    fix=f"give {var} another port, e.g. {free_port_near(port + 1)}",
+                )
             )
+            continue
         seen[port] = var
         if port in ours:
             continue
         holder = port_in_use(project.bind_address, port)
         if holder is not None:
-            raise BerthError(
-                f"port {port} ({var}) on {project.bind_address} is taken by {holder}",
-                fix=f"stop it, or set {var}={free_port_near(port + 1)} in .env",
+            problems.append(
+                BerthError(
+                    f"port {port} ({var}) on {project.bind_address} is taken by {holder}",
+                    fix=f"stop it, or set {var}={free_port_near(port + 1)} in .env",
+                )
             )
+    return problems
 
 
 def port_in_use(address: str, port: int) -> str | None:

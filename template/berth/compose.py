@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from berth import proc
+from berth.errors import CommandError
 
 #: Host addresses of a port published on every interface.
 ALL_INTERFACES = ("", "0.0.0.0", "::")  # noqa: S104 - values to recognise, not to bind
@@ -90,16 +91,33 @@ class Compose:
         what: str = "",
         fix: str = "",
     ) -> subprocess.CompletedProcess[str]:
-        return proc.run(
-            self.argv(*args),
-            cwd=self.project_dir,
-            capture=capture,
-            check=check,
-            timeout=timeout,
-            input=input,
-            what=what,
-            fix=fix,
-        )
+        try:
+            result = proc.run(
+                self.argv(*args),
+                cwd=self.project_dir,
+                capture=capture,
+                check=check,
+                timeout=timeout,
+                input=input,
+                what=what,
+                fix=fix,
+            )
+        except CommandError as exc:
+            self.require(exc.stderr if capture else None)
+            raise
+        if result.returncode != 0:
+            self.require(result.stderr if capture else None)
+        return result
+
+    def require(self, stderr: str | None = None) -> None:
+        """Raise a clear error when `docker compose` itself is missing (only
+        called after a failure, so a working setup never pays for the probe)."""
+        from berth.doctor import COMPOSE_MISSING, compose_missing
+
+        if stderr is None:
+            stderr = proc.run(["docker", "compose", "version"], check=False).stderr or ""
+        if COMPOSE_MISSING.search(stderr):
+            raise compose_missing(stderr)
 
     def ps(self, *, all_containers: bool = True) -> list[Container]:
         args = ["ps", "--format", "json"]

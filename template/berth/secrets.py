@@ -64,6 +64,9 @@ def read(folder: Path, name: str) -> str:
         raise BerthError(
             f"secret {path} is not readable by this user", fix=f"chmod 600 {path}"
         ) from exc
+    # A hand-written file usually ends in a newline; containers read secret
+    # files with `$(cat ...)`, which drops it, so every derived hash must too.
+    value = value.rstrip("\r\n")
     if not value:
         raise BerthError(f"secret {path} is empty", fix=f"delete {path} and run `inv secrets`")
     return value

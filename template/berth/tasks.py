@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from invoke import Collection, Context, Exit, task
 
-from berth import checks, report
+from berth import doctor, report
 from berth.errors import BerthError
 from berth.project import Project
 
@@ -61,11 +61,10 @@ def up(c: Context, timeout: int = 120, reveal: bool = False, env: str = "dev") -
     project = load(env)
     for note in project.prepare():
         print(f"berth: {note}")
-    checks.engine_version()
+    for finding in doctor.before_up(project):
+        print(f"berth: warning: {finding.detail} (fix: {finding.fix})", file=sys.stderr)
     for warning in project.warnings():
         print(f"berth: warning: {warning}", file=sys.stderr)
-    running = [x for x in project.containers() if x.state == "running"]
-    checks.ports(project, running)
     project.up_started = time.time()
     result = project.compose.run(
         "up", "--detach", "--wait", "--wait-timeout", str(timeout), "--remove-orphans",
@@ -206,6 +205,22 @@ def certs(c: Context, renew: bool = False) -> None:
         print("berth: run `inv up` to load them; nginx reads certificates at start")
 
 
+@task(help={"env": ENV_HELP})
+@handled
+def doctor_(c: Context, env: str = "dev") -> None:
+    """Check Docker, Compose, ports, disk, .env and secrets; one table, exit 1 on any ERROR."""
+    project = load(env)
+    found = doctor.examine(project)
+    print(doctor.table(found))
+    errors = [f for f in found if f.level == doctor.ERROR]
+    if errors:
+        raise BerthError(
+            f"doctor found {len(errors)} problem{'s' if len(errors) > 1 else ''}",
+            why=errors[0].detail,
+            fix=errors[0].fix or "see the FIX column above",
+        )
+
+
 # ── output ──────────────────────────────────────────────────────────────────
 def _print_status(containers: list) -> None:
     _print_rows(report.statuses(containers))
@@ -230,3 +245,4 @@ def _print_urls(project: Project, containers: list, *, reveal: bool) -> None:
 
 
 ns = Collection(up, down, stop, status, logs, urls, secrets, certs)
+ns.add_task(doctor_, name="doctor")
