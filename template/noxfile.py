@@ -1,4 +1,4 @@
-"""Checks for this project: `nox -l` lists them; CI runs `nox -s lint compose integration`.
+"""Checks for this project: `nox -l` lists them; CI runs `nox -s lint compose scan integration`.
 
 Each session installs requirements.txt into its own virtualenv. To reuse an
 environment that already has them: `nox --no-venv --no-install -s ...`.
@@ -20,7 +20,7 @@ from berth.compose import Compose  # noqa: E402
 from berth.project import ENVIRONMENTS, Project  # noqa: E402
 from berth.service import load_services  # noqa: E402
 
-nox.options.sessions = ["lint", "compose", "integration"]
+nox.options.sessions = ["lint", "compose", "scan", "integration"]
 nox.options.default_venv_backend = "uv|virtualenv"
 REQUIREMENTS = ("-r", "requirements.txt")
 
@@ -59,6 +59,13 @@ def compose(session: nox.Session) -> None:
     if violations:
         session.error(f"compose policy violations:\n{policy.table(violations)}")
     session.log(f"policy: {len(combinations)} configurations, 0 violations")
+
+
+@nox.session
+def scan(session: nox.Session) -> None:
+    """Security scan, as `inv scan` (pass its options after --, e.g. -- --fail-on medium)."""
+    session.install(*REQUIREMENTS)
+    session.run("inv", "scan", *session.posargs)
 
 
 @nox.session
