@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import nox
@@ -36,7 +37,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def compose(session: nox.Session) -> None:
-    """Validate the base file and every overlay (against .env.example), then the policy."""
+    """Validate the base file and every overlay (against .env.example): policy, compose-lint."""
     session.install(*REQUIREMENTS)
     example = envfile.load(ROOT / ".env.example")
     stateful = [s.name for s in load_services(ROOT / "services") if s.stateful]
@@ -52,7 +53,12 @@ def compose(session: nox.Session) -> None:
         )
         session.log(f"{label}: {' + '.join(files)}")
         session.run(*helper.argv("config", "--quiet"), external=True)
-        config = json.loads(helper.config())
+        text = helper.config()
+        config = json.loads(text)
+        with tempfile.TemporaryDirectory(prefix="compose-lint-") as tmp:
+            resolved = Path(tmp) / f"{label}.json"
+            resolved.write_text(text, encoding="utf-8")
+            session.run(*policy.compose_lint_argv(resolved, ROOT))
         violations += [
             (label, v) for v in policy.check(config, stateful=stateful, public_ok=public_ok)
         ]
