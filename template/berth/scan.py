@@ -336,29 +336,30 @@ def compose_images(root: Path) -> list[str]:
 
 
 def images(root: Path, report: Report, *, offline: bool) -> list[Result]:
+    """Scan every compose image for known vulnerabilities; without the DB, one
+    line says so and every image row is skipped. Secrets baked into upstream
+    images are not scanned: you cannot fix them (your own files are scanned by
+    `trivy secret`), whereas a vulnerable image is fixed by a newer pin."""
     names = compose_images(root)
-    results = [Result("trivy image", name) for name in names]
-    if not names:
-        return results
-    db = vulnerability_db(offline=offline)
-    if db != "ready":
-        ran = ", ".join(sorted({r.scanner for r in report.results if r.status != "skipped"}))
-        report.notes.append(f"vulnerability DB unavailable ({db}): image scan skipped; ran {ran}")
-        for result in results:
-            result.status, result.note = "skipped", f"no vulnerability DB ({db})"
-        return results
-    for result in results:
-        scan_image(result)
-    return results
+    db, note = vulnerability_db(offline=offline) if names else (False, "")
+    if names and not db:
+        ran = [r.scanner for r in report.results if r.status != "skipped"]
+        report.notes.append(
+            f"vulnerability DB unavailable ({note}): image scan skipped; ran {', '.join(ran)}"
+        )
+        return [Result("trivy image", n, "skipped", f"no vulnerability DB ({note})") for n in names]
+    if note:
+        report.notes.append(note)
+    return [scan_image(name) for name in names]
 
 
 def trivy_cache() -> Path:
     return Path(os.environ.get("TRIVY_CACHE_DIR") or Path.home() / ".cache" / "trivy")
 
 
-def vulnerability_db(*, offline: bool) -> str:
-    """'ready', or why not. Tries one bounded download unless `offline`; a DB
-    cached by an earlier run is used when the download fails."""
+def vulnerability_db(*, offline: bool) -> tuple[bool, str]:
+    """(usable, note). Tries one bounded download unless `offline`; a DB cached
+    by an earlier run is used (with a note) when the download fails."""
     cached = (trivy_cache() / "db" / "trivy.db").is_file()
     if not offline:
         cmd = [tool("trivy"), "image", "--download-db-only", "--timeout", f"{DB_TIMEOUT}s"]
@@ -367,40 +368,45 @@ def vulnerability_db(*, offline: bool) -> str:
         except BerthError:  # the process itself hung past the bound
             got = None
         if got is not None and got.returncode == 0:
-            return "ready"
+            return True, ""
+        if cached:
+            return True, "vulnerability DB update failed (offline?): using the cached DB"
+        return False, "offline"
     if cached:
-        return "ready"
-    return "offline" if not offline else "--offline and none cached"
+        return True, "--offline: using the cached vulnerability DB"
+    return False, "--offline, none cached"
 
 
-def scan_image(result: Result) -> None:
-    present = proc.run(["docker", "image", "inspect", result.target], check=False)
+def scan_image(image: str) -> Result:
+    """trivy's vulnerability scan of one image from the local engine (never pulled)."""
+    result = Result("trivy image", image)
+    present = proc.run(["docker", "image", "inspect", image], check=False)
     if present.returncode != 0:
         result.status = "skipped"
-        result.note = "not in the local engine (never pulled by scan): `docker compose pull`"
-        return
+        result.note = "not in the local engine (scan never pulls): `docker compose pull`"
+        return result
     cmd = [
         tool("trivy"), "image", "--image-src", "docker", "--scanners", "vuln",
-        "--skip-db-update", "--format", "json", *TRIVY_QUIET, result.target,
+        "--skip-db-update", "--format", "json", *TRIVY_QUIET, image,
     ]  # fmt: skip
     data, error = _json_run(cmd, cwd=Path.cwd())
     if error:
         result.status, result.note = "error", error
-        return
+        return result
     for item in _trivy_results(data):
+        where = item.get("Target", "")
         for hit in item.get("Vulnerabilities") or ():
             package = f"{hit.get('PkgName', '')} {hit.get('InstalledVersion', '')}".strip()
             fixed = hit.get("FixedVersion")
             title = f"{package}: {hit.get('Title') or hit.get('VulnerabilityID', '')}"
+            title += f" (fixed in {fixed})" if fixed else ""
             result.findings.append(
                 Finding(
-                    "trivy image", result.target, hit.get("VulnerabilityID", ""),
-                    hit.get("Severity", "UNKNOWN"),
-                    title + (f" (fixed in {fixed})" if fixed else ""),
-                    item.get("Target", ""),
+                    "trivy image", image, hit.get("VulnerabilityID", ""),
+                    hit.get("Severity", "UNKNOWN"), title, where,
                 )
             )  # fmt: skip
-    _settle(result)
+    return _settle(result)
 
 
 # ── output ───────────────────────────────────────────────────────────────────
