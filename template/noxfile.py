@@ -58,7 +58,7 @@ def compose(session: nox.Session) -> None:
         with tempfile.TemporaryDirectory(prefix="compose-lint-") as tmp:
             resolved = Path(tmp) / f"{label}.json"
             resolved.write_text(text, encoding="utf-8")
-            session.run(*policy.compose_lint_argv(resolved, ROOT))
+            session.run(*policy.compose_lint_argv(ROOT, resolved))
         violations += [
             (label, v) for v in policy.check(config, stateful=stateful, public_ok=public_ok)
         ]

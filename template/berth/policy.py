@@ -93,10 +93,11 @@ def table(violations: list[tuple[str, Violation]]) -> str:
     return render(["ENV", "SERVICE", "RULE", "PROBLEM"], rows)
 
 
-def compose_lint_argv(resolved: Path, root: Path) -> list[str]:
-    """compose-lint on one resolved config (JSON is YAML), with the project's
-    justified exceptions from .compose-lint.yml; medium findings fail it."""
+def compose_lint_argv(root: Path, *resolved: Path) -> list[str]:
+    """compose-lint on resolved configs (JSON is YAML; each file is linted on its
+    own), with the project's justified exceptions from .compose-lint.yml; a
+    medium finding fails it."""
     return [
         "compose-lint", "check", "--fail-on", "medium", "--strict-config", "--quiet",
-        "--config", str(root / ".compose-lint.yml"), str(resolved),
+        "--config", str(root / ".compose-lint.yml"), *map(str, resolved),
     ]  # fmt: skip

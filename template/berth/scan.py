@@ -158,20 +158,24 @@ def committed_files(root: Path) -> list[str]:
     return sorted({p for p in out.split("\0") if p and (root / p).is_file()})
 
 
+def copy_committed(root: Path, dest: Path) -> Path:
+    """Copy the files git would commit from `root` into `dest` (symlinks skipped)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in committed_files(root):
+        source = root / rel
+        if source.is_symlink():
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    return dest
+
+
 @contextmanager
 def committed_copy(root: Path) -> Iterator[Path]:
-    """A temp folder holding exactly the files git would commit (symlinks skipped)."""
+    """A temp folder holding exactly the files git would commit."""
     with tempfile.TemporaryDirectory(prefix="berth-scan-") as tmp:
-        copy = Path(tmp) / root.name
-        for rel in committed_files(root):
-            source = root / rel
-            if source.is_symlink():
-                continue
-            target = copy / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-        copy.mkdir(exist_ok=True)
-        yield copy
+        yield copy_committed(root, Path(tmp) / root.name)
 
 
 def is_dockerfile(rel: str) -> bool:
