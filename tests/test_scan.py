@@ -196,7 +196,8 @@ def planted_keys(root: Path) -> tuple[str, str]:
     import secrets as random
 
     key_id = "AKIA" + "".join(random.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
-    secret = random.token_urlsafe(30)[:40]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    secret = "".join(random.choice(alphabet) for _ in range(40))
     (root / "config").mkdir()
     aws = f"aws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"
     (root / "config" / "aws.ini").write_text(aws)
@@ -379,3 +380,18 @@ def test_committed_files_without_git_match_git(project: Path) -> None:
         "secrets/.gitignore",
         "secrets/README.md",
     ]
+
+
+def test_db_probe_is_quick_and_honours_the_configured_repository(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        monkeypatch.setenv("TRIVY_DB_REPOSITORY", f"127.0.0.1:{free_port()}/a,127.0.0.1:{port}/b")
+        assert scan.db_reachable(), "the second repository answers"
+    monkeypatch.setenv("TRIVY_DB_REPOSITORY", f"127.0.0.1:{port}/trivy-db:2")
+    assert not scan.db_reachable(), "closed port: offline"

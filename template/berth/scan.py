@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,9 +40,14 @@ SHELLS = ("sh", "bash", "dash", "ksh")
 DOCKERFILE_NAMES = ("Dockerfile", "Containerfile")
 #: Local scans take about a second; the bound only stops a wedged process.
 SCAN_TIMEOUT = 600
-#: Offline, the DB download fails at once when DNS fails, but a firewall that
-#: drops packets makes it wait for TCP timeouts: never longer than this.
-DB_TIMEOUT = 60
+#: trivy's --timeout does not bound its DB download, and a firewall that drops
+#: packets makes it wait for TCP timeouts. So: a short connect probe to the DB
+#: repository first (offline = fails within PROBE_TIMEOUT), then the download,
+#: bounded by DB_TIMEOUT (the DB is tens of MB).
+PROBE_TIMEOUT = 5
+DB_TIMEOUT = 180
+#: trivy's default DB repositories; TRIVY_DB_REPOSITORY (comma-separated) overrides.
+DB_REPOSITORIES = ("mirror.gcr.io/aquasec/trivy-db:2", "ghcr.io/aquasecurity/trivy-db:2")
 #: Never phone home: no version notice, no telemetry, no rego check download
 #: (the checks embedded in the pinned trivy binary are used).
 TRIVY_QUIET = ("--quiet", "--skip-version-check", "--disable-telemetry")
@@ -365,20 +371,35 @@ def vulnerability_db(*, offline: bool) -> tuple[bool, str]:
     """(usable, note). Tries one bounded download unless `offline`; a DB cached
     by an earlier run is used (with a note) when the download fails."""
     cached = (trivy_cache() / "db" / "trivy.db").is_file()
-    if not offline:
-        cmd = [tool("trivy"), "image", "--download-db-only", "--timeout", f"{DB_TIMEOUT}s"]
+    if offline:
+        if cached:
+            return True, "--offline: using the cached vulnerability DB"
+        return False, "--offline, none cached"
+    if db_reachable():
+        cmd = [tool("trivy"), "image", "--download-db-only", *TRIVY_QUIET]
         try:
-            got = proc.run([*cmd, *TRIVY_QUIET], check=False, timeout=DB_TIMEOUT + 10)
-        except BerthError:  # the process itself hung past the bound
+            got = proc.run(cmd, check=False, timeout=DB_TIMEOUT)
+        except BerthError:  # still downloading (or hanging) at the bound
             got = None
         if got is not None and got.returncode == 0:
             return True, ""
-        if cached:
-            return True, "vulnerability DB update failed (offline?): using the cached DB"
-        return False, "offline"
     if cached:
-        return True, "--offline: using the cached vulnerability DB"
-    return False, "--offline, none cached"
+        return True, "vulnerability DB update failed (offline?): using the cached DB"
+    return False, "offline"
+
+
+def db_reachable() -> bool:
+    """Can a TCP connection be opened to one of the DB repositories, quickly?"""
+    configured = os.environ.get("TRIVY_DB_REPOSITORY", "")
+    repositories = [r.strip() for r in configured.split(",") if r.strip()] or DB_REPOSITORIES
+    for repository in repositories:
+        host, _, port = repository.split("/", 1)[0].partition(":")
+        try:
+            with socket.create_connection((host, int(port or 443)), timeout=PROBE_TIMEOUT):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def scan_image(image: str) -> Result:
