@@ -412,7 +412,7 @@ def scan_image(image: str) -> Result:
         return result
     cmd = [
         tool("trivy"), "image", "--image-src", "docker", "--scanners", "vuln",
-        "--skip-db-update", "--format", "json", *TRIVY_QUIET, image,
+        "--skip-db-update", "--offline-scan", "--format", "json", *TRIVY_QUIET, image,
     ]  # fmt: skip
     data, error = _json_run(cmd, cwd=Path.cwd())
     if error:
