@@ -395,3 +395,77 @@ def test_db_probe_is_quick_and_honours_the_configured_repository(
         assert scan.db_reachable(), "the second repository answers"
     monkeypatch.setenv("TRIVY_DB_REPOSITORY", f"127.0.0.1:{port}/trivy-db:2")
     assert not scan.db_reachable(), "closed port: offline"
+
+
+# ── image vulnerabilities, with a DB made for the test ──────────────────────
+FIXTURE_DB = Path(__file__).parent / "data" / "trivy-db"
+
+
+@pytest.fixture
+def planted_image(docker_engine: None) -> Iterator[str]:
+    """A Debian 12 root file system whose dpkg status lists the package of the
+    fixture DB's advisory, made with `docker import` (nothing is pulled)."""
+    import io
+    import tarfile
+    import uuid
+
+    files = {
+        "etc/os-release": 'NAME="Debian GNU/Linux"\nID=debian\nVERSION_ID="12"\n',
+        "etc/debian_version": "12.8\n",
+        "var/lib/dpkg/status": (
+            "Package: berth-planted\nStatus: install ok installed\nArchitecture: amd64\n"
+            "Version: 1.0.0-1\nDescription: test fixture\n\n"
+        ),
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    tag = f"berth-scan-planted-{uuid.uuid4().hex[:8]}:1"
+    subprocess.run(["docker", "import", "-", tag], input=buffer.getvalue(), check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        yield tag
+    finally:
+        subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+
+
+def test_image_vulnerabilities_are_found_with_a_cached_db(
+    project: Path, planted_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = Path(shutil.copytree(FIXTURE_DB, tmp_path / "trivy-cache"))
+    monkeypatch.setenv("TRIVY_CACHE_DIR", str(cache))
+    fragment = project / "services" / "valkey" / "compose.yaml"
+    fragment.write_text(fragment.read_text().replace("valkey/valkey:9.1", planted_image))
+    out = tmp_path / "scan.json"
+    result = inv_scan(project, "--offline", "--json", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "berth: --offline: using the cached vulnerability DB" in result.stdout
+    assert "CVE-0000-0001" in result.stderr, "listed as over the threshold"
+    row = next(r for r in json.loads(out.read_text())["results"] if r["scanner"] == "trivy image")
+    assert row["target"] == planted_image and row["status"] == "findings"
+    assert [(f["rule"], f["severity"], f["title"]) for f in row["findings"]] == [
+        (
+            "CVE-0000-0001",
+            "HIGH",
+            "berth-planted 1.0.0-1: berth test fixture: planted vulnerability (fixed in 1.0.1-1)",
+        )
+    ]
+    assert inv_scan(project, "--offline", "--fail-on", "critical").returncode == 0
+
+
+def test_an_image_missing_locally_is_skipped_never_pulled(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, docker_engine: None
+) -> None:
+    monkeypatch.setenv("TRIVY_CACHE_DIR", str(shutil.copytree(FIXTURE_DB, tmp_path / "c")))
+    fragment = project / "services" / "valkey" / "compose.yaml"
+    absent = "berth-scan-absent.invalid/none:1"
+    fragment.write_text(fragment.read_text().replace("valkey/valkey:9.1", absent))
+    report = scan.run(project, offline=True)
+    row = next(r for r in report.results if r.scanner == "trivy image")
+    assert (row.target, row.status) == (absent, "skipped")
+    assert "never pulls" in row.note
+    assert report.passed
