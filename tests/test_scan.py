@@ -469,3 +469,13 @@ def test_an_image_missing_locally_is_skipped_never_pulled(
     assert (row.target, row.status) == (absent, "skipped")
     assert "never pulls" in row.note
     assert report.passed
+
+
+def test_a_broken_compose_config_is_a_scan_error_not_a_crash(project: Path) -> None:
+    (project / ".env").write_text("COMPOSE_PROJECT_NAME=x\nVALKEY_PORT=not-a-port\n")
+    result = inv_scan(project, "--offline")
+    assert result.returncode == 1
+    assert "trivy secret" in result.stdout, "the other scanners still ran and are shown"
+    assert "trivy image   compose images" in result.stdout
+    assert "trivy image on compose images failed" in result.stderr
+    assert "fix the scanner error above" in result.stderr

@@ -350,7 +350,10 @@ def images(root: Path, report: Report, *, offline: bool) -> list[Result]:
     line says so and every image row is skipped. Secrets baked into upstream
     images are not scanned: you cannot fix them (your own files are scanned by
     `trivy secret`), whereas a vulnerable image is fixed by a newer pin."""
-    names = compose_images(root)
+    try:
+        names = compose_images(root)
+    except BerthError as error:  # no docker CLI, a broken .env: report it with the rest
+        return [Result("trivy image", "compose images", "error", error.line())]
     db, note = vulnerability_db(offline=offline) if names else (False, "")
     if names and not db:
         ran = [r.scanner for r in report.results if r.status != "skipped"]

@@ -237,7 +237,9 @@ def scan(
         raise BerthError(
             f"scan failed ({elapsed:.1f} s)",
             why=scanner.verdict(result),
-            fix="fix the findings listed above, or raise --fail-on if they are accepted",
+            fix="fix the findings listed above, or raise --fail-on if they are accepted"
+            if result.over_threshold()
+            else "fix the scanner error above, then run `inv scan` again",
             details=scanner.details(result),
         )
     print(f"berth: scan passed in {elapsed:.1f} s ({scanner.verdict(result)})")
