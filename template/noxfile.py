@@ -1,4 +1,4 @@
-"""Checks for this project: `nox -l` lists them; CI runs `nox -s lint compose integration`.
+"""Checks for this project: `nox -l` lists them; CI runs `nox -s lint compose scan integration`.
 
 Each session installs requirements.txt into its own virtualenv. To reuse an
 environment that already has them: `nox --no-venv --no-install -s ...`.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import nox
@@ -20,7 +21,7 @@ from berth.compose import Compose  # noqa: E402
 from berth.project import ENVIRONMENTS, Project  # noqa: E402
 from berth.service import load_services  # noqa: E402
 
-nox.options.sessions = ["lint", "compose", "integration"]
+nox.options.sessions = ["lint", "compose", "scan", "integration"]
 nox.options.default_venv_backend = "uv|virtualenv"
 REQUIREMENTS = ("-r", "requirements.txt")
 
@@ -36,7 +37,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def compose(session: nox.Session) -> None:
-    """Validate the base file and every overlay (against .env.example), then the policy."""
+    """Validate the base file and every overlay (against .env.example): policy, compose-lint."""
     session.install(*REQUIREMENTS)
     example = envfile.load(ROOT / ".env.example")
     stateful = [s.name for s in load_services(ROOT / "services") if s.stateful]
@@ -52,13 +53,25 @@ def compose(session: nox.Session) -> None:
         )
         session.log(f"{label}: {' + '.join(files)}")
         session.run(*helper.argv("config", "--quiet"), external=True)
-        config = json.loads(helper.config())
+        text = helper.config()
+        config = json.loads(text)
+        with tempfile.TemporaryDirectory(prefix="compose-lint-") as tmp:
+            resolved = Path(tmp) / f"{label}.json"
+            resolved.write_text(text, encoding="utf-8")
+            session.run(*policy.compose_lint_argv(ROOT, resolved))
         violations += [
             (label, v) for v in policy.check(config, stateful=stateful, public_ok=public_ok)
         ]
     if violations:
         session.error(f"compose policy violations:\n{policy.table(violations)}")
     session.log(f"policy: {len(combinations)} configurations, 0 violations")
+
+
+@nox.session
+def scan(session: nox.Session) -> None:
+    """Security scan, as `inv scan` (pass its options after --, e.g. -- --fail-on medium)."""
+    session.install(*REQUIREMENTS)
+    session.run("inv", "scan", *session.posargs)
 
 
 @nox.session

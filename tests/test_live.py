@@ -91,7 +91,8 @@ def test_render_up_check_down(project_dir: Path, timings: list[str]) -> None:
 
     # The project's own checks; integration runs on a separate test stack
     # while the dev stack stays up, and must leave the dev stack untouched.
-    run_in(project_dir, "nox", "--no-venv", "--no-install", "-s", "lint", "compose", "integration")
+    sessions = ("lint", "compose", "scan", "integration")
+    run_in(project_dir, "nox", "--no-venv", "--no-install", "-s", *sessions)
     assert sorted(project.compose.ps(), key=str) == sorted(listed, key=str), "dev stack untouched"
     test_stack = Project(project_dir, env_name="test")
     assert test_stack.name == f"{project.name}-test"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from berth.compose import ALL_INTERFACES
@@ -90,3 +91,13 @@ def table(violations: list[tuple[str, Violation]]) -> str:
 
     rows = [(env, v.service, v.rule, v.detail) for env, v in violations]
     return render(["ENV", "SERVICE", "RULE", "PROBLEM"], rows)
+
+
+def compose_lint_argv(root: Path, *resolved: Path) -> list[str]:
+    """compose-lint on resolved configs (JSON is YAML; each file is linted on its
+    own), with the project's justified exceptions from .compose-lint.yml; a
+    medium finding fails it."""
+    return [
+        "compose-lint", "check", "--fail-on", "medium", "--strict-config", "--quiet",
+        "--config", str(root / ".compose-lint.yml"), *map(str, resolved),
+    ]  # fmt: skip

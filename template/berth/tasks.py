@@ -221,6 +221,45 @@ def doctor_(c: Context, env: str = "dev") -> None:
         )
 
 
+# ── security ────────────────────────────────────────────────────────────────
+@task(
+    help={
+        "fail_on": "exit 1 on a finding of this severity or worse: low, medium, high (default),"
+        " critical",
+        "json": "also write machine-readable results to this file",
+        "sarif": "also write SARIF 2.1.0 (one run per scanner) to this file",
+        "offline": "do not try to download trivy's vulnerability DB (use a cached one if any)",
+    }
+)
+@handled
+def scan(
+    c: Context, fail_on: str = "HIGH", json: str = "", sarif: str = "", offline: bool = False
+) -> None:
+    """Scan for leaked secrets, Dockerfile/shell problems and image vulnerabilities (trivy)."""
+    from berth import scan as scanner
+
+    started = time.monotonic()
+    result = scanner.run(ROOT, fail_on=fail_on, offline=offline)
+    for note in result.notes:
+        print(f"berth: {note}")
+    print(scanner.summary(result))
+    if json:
+        scanner.write(Path(json), scanner.to_json(result))
+    if sarif:
+        scanner.write(Path(sarif), scanner.to_sarif(result))
+    elapsed = time.monotonic() - started
+    if not result.passed:
+        raise BerthError(
+            f"scan failed ({elapsed:.1f} s)",
+            why=scanner.verdict(result),
+            fix="fix the findings listed above, or raise --fail-on if they are accepted"
+            if result.over_threshold()
+            else "fix the scanner error above, then run `inv scan` again",
+            details=scanner.details(result),
+        )
+    print(f"berth: scan passed in {elapsed:.1f} s ({scanner.verdict(result)})")
+
+
 # ── output ──────────────────────────────────────────────────────────────────
 def _print_status(containers: list) -> None:
     _print_rows(report.statuses(containers))
@@ -246,3 +285,4 @@ def _print_urls(project: Project, containers: list, *, reveal: bool) -> None:
 
 ns = Collection(up, down, stop, status, logs, urls, secrets, certs)
 ns.add_task(doctor_, name="doctor")
+ns.add_task(scan)
