@@ -103,7 +103,15 @@ def test_bad_answer_is_refused(tmp_path: Path, answers: dict[str, Any], message:
         {"postgres_version": "17", "postgres_user": "_a", "postgres_db": "b" * 63},
         {"services": ["nginx"], "nginx_upstream": "my-app.internal:3000"},
     ],
-    ids=["slug-40", "slug-mixed", "unchosen-port-ignored", "alternative-port-ignored", "edges", "ids", "upstream"],
+    ids=[
+        "slug-40",
+        "slug-mixed",
+        "unchosen-port-ignored",
+        "alternative-port-ignored",
+        "edges",
+        "ids",
+        "upstream",
+    ],
 )
 def test_good_edge_answers_render(tmp_path: Path, answers: dict[str, Any]) -> None:
     assert (render(tmp_path / "p", **answers) / "compose.yaml").is_file()
