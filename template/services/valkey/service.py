@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 from berth.errors import BerthError
-from berth.service import Endpoints, Port, SecretLookup, Service
+from berth.rotate import Rotation, endpoint, expect_refused, recreate
+from berth.service import Endpoint, Endpoints, Port, SecretLookup, Service
 
 #: Commands the application user may not run: administration (CONFIG, DEBUG,
 #: SHUTDOWN, MONITOR, SAVE, REPLICAOF, MODULE, ...), wiping every database, and
@@ -51,10 +53,94 @@ def database(env: Mapping[str, str], purpose: str) -> int:
     return int(raw)
 
 
+#: The Valkey user of each password secret.
+USERS = {"valkey_password": "default", "valkey_admin_password": "admin"}
+
+
+def rotate(rotation: Rotation) -> list[str]:
+    """Add the new password beside the old (ACL SETUSER >new), prove it, store
+    the files, then drop the old one.
+
+    For `default` the container is recreated: its health check reads
+    /run/secrets/valkey_password, which in a running container is still the
+    replaced file, and the restart loads the new ACL file (data persists in
+    the append-only file on the volume). For `admin` nothing reads the file
+    at run time, so `ACL SETUSER admin resetpass #<new hash>` finishes it with
+    no restart; a later start loads the same hash from the new ACL file.
+    """
+    user = USERS.get(rotation.name)
+    if user is None:
+        return []
+    project = rotation.project
+    at = endpoint(project, "valkey", "main")
+
+    def login(password: str) -> None:
+        ping(at, user, password)
+
+    if user == "admin":  # during a rollback either value may be the live one
+        candidates = [rotation.old, rotation.new]
+    else:
+        candidates = [project.secret("valkey_admin_password")]
+    admin = admin_client(at, candidates)
+    try:
+        admin.execute_command("ACL", "SETUSER", user, f">{rotation.new}")
+        login(rotation.new)
+        notes = rotation.store()
+        if user == "admin":
+            digest = hashlib.sha256(rotation.new.encode()).hexdigest()
+            admin.execute_command("ACL", "SETUSER", user, "resetpass", f"#{digest}")
+    finally:
+        admin.close()
+    if user == "default":
+        recreate(project, "valkey")
+        notes.append("Valkey: recreated to load the new ACL file (data kept on its volume)")
+    else:
+        notes.append("Valkey: admin password changed in place (no restart)")
+    login(rotation.new)
+    expect_refused(login, rotation.old, f"Valkey user {user}")
+    return notes
+
+
+def ping(at: Endpoint, user: str, password: str) -> None:
+    """Log in as `user` and PING, or raise saying why not."""
+    import redis  # imported late: `inv --list` should not pay for it
+
+    try:
+        with redis.Redis(
+            host=at.host, port=at.port, username=user, password=password, socket_timeout=10
+        ) as db:
+            db.ping()
+    except redis.RedisError as exc:
+        raise BerthError(
+            f"login to Valkey as {user} at {at.host}:{at.port} failed", why=str(exc)
+        ) from exc
+
+
+def admin_client(at: Endpoint, passwords: list[str]) -> Any:
+    """A connection logged in as `admin` with the first password that works."""
+    import redis
+
+    for password in passwords:
+        db = redis.Redis(
+            host=at.host, port=at.port, username="admin", password=password, socket_timeout=10
+        )
+        try:
+            db.ping()
+        except redis.AuthenticationError:
+            db.close()
+            continue
+        return db
+    raise BerthError(
+        f"Valkey at {at.host}:{at.port} refused the admin password",
+        fix="check secrets/valkey_admin_password against the running server (`inv up`)",
+    )
+
+
 SERVICE = Service(
     name="valkey",
     ports=(Port("main", 6379, "VALKEY_PORT"),),
     secrets=("valkey_password", "valkey_admin_password"),
     derived=acl,
     urls=urls,
+    rotate=rotate,
 )

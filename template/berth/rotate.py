@@ -1,0 +1,205 @@
+"""`inv secrets --rotate NAME`: replace one password in the running stack.
+
+The order keeps a working password at every instant:
+
+1. the current value is kept in memory and in `secrets/.NAME.previous` (0600),
+   so even a killed process leaves it on disk;
+2. the owning service's `rotate` hook makes the running server accept the new
+   value (ALTER ROLE, ACL SETUSER, or a recreate that re-reads the file),
+   stores it with `Rotation.store()` (secret file and derived files, each
+   written atomically) and proves it with a real client from this host;
+3. other services that depend on the secret follow with their own hooks
+   (PgBouncer re-reads its auth file);
+4. only then is `.NAME.previous` deleted.
+
+On any failure, or Ctrl-C, the same hooks run again with old and new swapped:
+that puts the old value back into the server and the files and proves it
+works, and the error says so.
+
+`rotate_secret()` is the one entry point, so a caller can wrap the whole
+rotation (e.g. in a project lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from berth import secrets
+from berth.compose import ALL_INTERFACES
+from berth.errors import BerthError
+from berth.service import Endpoint, Service
+
+if TYPE_CHECKING:
+    from berth.compose import Container
+    from berth.project import Project
+
+#: Seconds `compose up --wait` may take to bring back a recreated container.
+RECREATE_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """One change of secret `name` from `old` to `new` (swapped for a rollback)."""
+
+    project: Project
+    name: str
+    old: str
+    new: str
+    rollback: bool = False
+
+    def store(self) -> list[str]:
+        """Write the new value and refresh the files derived from it."""
+        project = self.project
+        secrets.write_atomic(project.secrets_dir / self.name, self.new)
+        return [f"wrote secrets/{name}" for name in [self.name, *project.write_derived()]]
+
+    def reverse(self) -> Rotation:
+        return replace(self, old=self.new, new=self.old, rollback=not self.rollback)
+
+
+def rotatable(project: Project) -> dict[str, Service]:
+    """Secret name -> owning service, for services that can rotate in place."""
+    return {name: s for s in project.services if s.rotate for name in s.secrets}
+
+
+def rotate_secret(project: Project, name: str) -> list[str]:
+    """Rotate secret `name` in the running stack; returns notes for the user."""
+    owners = rotatable(project)
+    owner = owners.get(name)
+    if owner is None:
+        raise BerthError(
+            f"cannot rotate {name!r}",
+            why="no service of this project owns a secret by that name",
+            fix=f"use one of: {', '.join(sorted(owners)) or '(none in this project)'}",
+        )
+    require_running(project, owner.name)
+    previous = project.secrets_dir / f".{name}.previous"
+    if previous.exists():
+        raise BerthError(
+            f"an earlier rotation of {name} did not finish",
+            why=f"secrets/{previous.name} still holds the value from before it",
+            fix=f"if the stack accepts secrets/{name}, delete secrets/{previous.name};"
+            f" otherwise move it back over secrets/{name} and run `inv up`",
+        )
+    rotation = Rotation(project, name, old=project.secret(name), new=secrets.generate())
+    secrets.write_atomic(previous, rotation.old)
+    touched: list[Service] = []
+    try:
+        notes = apply(rotation, hooks(project, owner), touched)
+    except BaseException as error:  # also Ctrl-C: never leave a half-done rotation
+        roll_back(rotation, touched, error)
+        raise  # roll_back always raises; this keeps type checkers informed
+    previous.unlink()
+    return [*notes, f"rotated {name}: the new value works, the old one is refused"]
+
+
+def hooks(project: Project, owner: Service) -> list[Service]:
+    """The owner first, then every other service with a hook (followers)."""
+    return [owner, *(s for s in project.services if s is not owner and s.rotate)]
+
+
+def apply(rotation: Rotation, services: list[Service], touched: list[Service]) -> list[str]:
+    """Run each service's hook in order; `touched` collects those started."""
+    notes: list[str] = []
+    for service in services:
+        assert service.rotate is not None
+        touched.append(service)
+        notes += service.rotate(rotation)
+        if service is services[0] and rotation.project.secret(rotation.name) != rotation.new:
+            notes += rotation.store()  # the owner needed no particular moment
+    return notes
+
+
+def roll_back(rotation: Rotation, touched: list[Service], error: BaseException) -> None:
+    """Put the old value back in every service touched, then raise an error saying so."""
+    name = rotation.name
+    previous = f"secrets/.{name}.previous"
+    try:
+        apply(rotation.reverse(), touched, [])
+    except BaseException as second:
+        raise BerthError(
+            f"rotating {name} failed and restoring the old value failed too",
+            why=f"{reason(error)}; then: {reason(second)}",
+            fix=f"the old value is in {previous}: move it over secrets/{name}, run `inv up`,"
+            f" then `inv secrets --rotate {name}` again",
+            details=getattr(error, "details", ""),
+        ) from error
+    (rotation.project.secrets_dir / f".{name}.previous").unlink(missing_ok=True)
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+    raise BerthError(
+        f"rotating {name} failed; the old secret still works (restored and verified)",
+        why=reason(error),
+        fix=f"fix the cause, then run `inv secrets --rotate {name}` again",
+        details=getattr(error, "details", ""),
+    ) from error
+
+
+def reason(error: BaseException) -> str:
+    """What went wrong, in one line (without the error's own fix)."""
+    if isinstance(error, BerthError):
+        return f"{error.what}: {error.why}" if error.why else error.what
+    return str(error) or type(error).__name__
+
+
+# ── helpers for the services' hooks ─────────────────────────────────────────
+def running(project: Project, service: str) -> Container | None:
+    for container in project.containers():
+        if container.service == service and container.state == "running":
+            return container
+    return None
+
+
+def require_running(project: Project, service: str) -> Container:
+    container = running(project, service)
+    if container is None or container.health not in ("", "healthy"):
+        env = "" if project.env_name == "dev" else f" --env {project.env_name}"
+        state = "not running" if container is None else f"{container.health}, not healthy"
+        raise BerthError(
+            f"{service} is {state} in {project.name}",
+            why="a password is rotated inside the running server",
+            fix=f"start the stack with `inv up{env}`, then rotate again",
+        )
+    return container
+
+
+def endpoint(project: Project, service: str, port_name: str) -> Endpoint:
+    """Where this host reaches `service`'s port: new passwords are proven from here."""
+    spec = next(p for p in project.service(service).ports if p.name == port_name)
+    container = require_running(project, service)
+    published = container.host_port(spec.container)
+    if published is None:
+        raise BerthError(
+            f"{service} publishes no {port_name} port in the {project.env_name} environment",
+            why="rotation proves the new password with a client on this host",
+            fix="rotate in the dev or test environment, or publish the port",
+        )
+    host, port = published
+    return Endpoint("127.0.0.1" if host in ALL_INTERFACES else host, port)
+
+
+def expect_refused(login: Callable[[str], None], password: str, what: str) -> None:
+    """Raise unless `login(password)` raises BerthError: the replaced value must be dead."""
+    try:
+        login(password)
+    except BerthError:
+        return
+    raise BerthError(f"{what} still accepts the replaced password")
+
+
+def recreate(project: Project, service: str) -> None:
+    """Start `service` anew so it re-reads its files; wait until it is healthy.
+
+    Needed because compose mounts a file secret as a bind mount of the file
+    itself: `write_atomic` renames a new file into place, and a running
+    container keeps seeing the old one until its mounts are set up again.
+    Volumes (the data) are kept; dependencies are left alone.
+    """
+    project.compose.run(
+        "up", "--detach", "--no-deps", "--force-recreate",
+        "--wait", "--wait-timeout", str(RECREATE_TIMEOUT), service,
+        what=f"recreating {service} so it reads the new secret",
+        fix=f"`inv logs --service {service}`",
+    )  # fmt: skip
