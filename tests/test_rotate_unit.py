@@ -17,7 +17,7 @@ from berth.compose import Container
 from berth.errors import BerthError
 from berth.project import Project
 from berth.rotate import Rotation, rotatable, rotate_secret
-from berth.service import SecretLookup, Service, load_services
+from berth.service import Port, SecretLookup, Service, load_services
 
 TEMPLATE_SERVICES = Path(__file__).resolve().parent.parent / "template" / "services"
 
@@ -26,9 +26,11 @@ class FakeProject(Project):
     """A project on disk whose services and containers are given, not loaded."""
 
     running: tuple[str, ...] = ()
+    published: bool = True
 
     def containers(self) -> list[Container]:
-        return [Container(s, f"x-{s}-1", "running", "healthy", 0, ()) for s in self.running]
+        ports = (("127.0.0.1", 40000, 1234),) if self.published else ()
+        return [Container(s, f"x-{s}-1", "running", "healthy", 0, ports) for s in self.running]
 
 
 def make_project(tmp_path: Path, services: list[Service], running: tuple[str, ...]) -> FakeProject:
@@ -86,6 +88,7 @@ def setup(tmp_path: Path, *, owner_fails=None, follower_fails=None, running=("fa
     follower_log: list[str] = []
     owner = Service(
         "fake",
+        ports=(Port("main", 1234, "FAKE_PORT"),),
         secrets=("fake_password",),
         derived=digest_file,
         rotate=owner_hook(server, owner_fails or (lambda r: False)),
@@ -192,6 +195,16 @@ def test_a_stopped_service_is_an_error_naming_inv_up(tmp_path: Path) -> None:
         rotate_secret(project, "fake_password")
     assert project.secret("fake_password") == old and server.log == []
     assert not (tmp_path / "secrets" / ".fake_password.previous").exists()
+
+
+def test_unpublished_ports_are_refused_before_anything_changes(tmp_path: Path) -> None:
+    """The prod overlay publishes nothing: rotation cannot prove a password there."""
+    project, server, _log = setup(tmp_path)
+    project.published = False
+    old = project.secret("fake_password")
+    with pytest.raises(BerthError, match="fake publishes no port on this host"):
+        rotate_secret(project, "fake_password")
+    assert project.secret("fake_password") == old and server.log == []
 
 
 def test_every_template_password_is_rotatable() -> None:

@@ -75,6 +75,7 @@ def rotate_secret(project: Project, name: str) -> list[str]:
             fix=f"use one of: {', '.join(sorted(owners)) or '(none in this project)'}",
         )
     require_running(project, owner.name)
+    require_published(project, hooks(project, owner))
     previous = project.secrets_dir / f".{name}.previous"
     if previous.exists():
         raise BerthError(
@@ -168,16 +169,30 @@ def require_running(project: Project, service: str) -> Container:
 def endpoint(project: Project, service: str, port_name: str) -> Endpoint:
     """Where this host reaches `service`'s port: new passwords are proven from here."""
     spec = next(p for p in project.service(service).ports if p.name == port_name)
-    container = require_running(project, service)
-    published = container.host_port(spec.container)
+    published = require_running(project, service).host_port(spec.container)
     if published is None:
-        raise BerthError(
-            f"{service} publishes no {port_name} port in the {project.env_name} environment",
-            why="rotation proves the new password with a client on this host",
-            fix="rotate in the dev or test environment, or publish the port",
-        )
+        raise unpublished(project, service)
     host, port = published
     return Endpoint("127.0.0.1" if host in ALL_INTERFACES else host, port)
+
+
+def require_published(project: Project, services: list[Service]) -> None:
+    """Fail before changing anything when a password could not be proven from here."""
+    by_service = {c.service: c for c in project.containers() if c.state == "running"}
+    for service in services:
+        container = by_service.get(service.name)
+        if container and any(container.host_port(p.container) is None for p in service.ports):
+            raise unpublished(project, service.name)
+
+
+def unpublished(project: Project, service: str) -> BerthError:
+    return BerthError(
+        f"cannot rotate in the {project.env_name} environment:"
+        f" {service} publishes no port on this host",
+        why="rotation proves the new password with a client on this host before"
+        " dropping the old one",
+        fix="rotate where the ports are published (dev, test), or publish them in an overlay",
+    )
 
 
 def expect_refused(login: Callable[[str], None], password: str, what: str) -> None:

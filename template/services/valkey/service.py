@@ -106,9 +106,7 @@ def ping(at: Endpoint, user: str, password: str) -> None:
     import redis  # imported late: `inv --list` should not pay for it
 
     try:
-        with redis.Redis(
-            host=at.host, port=at.port, username=user, password=password, socket_timeout=10
-        ) as db:
+        with connect(at, user, password) as db:
             db.ping()
     except redis.RedisError as exc:
         raise BerthError(
@@ -121,9 +119,7 @@ def admin_client(at: Endpoint, passwords: list[str]) -> Any:
     import redis
 
     for password in passwords:
-        db = redis.Redis(
-            host=at.host, port=at.port, username="admin", password=password, socket_timeout=10
-        )
+        db = connect(at, "admin", password)
         try:
             db.ping()
         except redis.AuthenticationError:
@@ -134,6 +130,19 @@ def admin_client(at: Endpoint, passwords: list[str]) -> Any:
         f"Valkey at {at.host}:{at.port} refused the admin password",
         fix="check secrets/valkey_admin_password against the running server (`inv up`)",
     )
+
+
+def connect(at: Endpoint, user: str, password: str) -> Any:
+    """A client that gives up at once: redis-py otherwise retries a refused
+    password with back-off for seconds, and a refusal is an answer here."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(
+        host=at.host, port=at.port, username=user, password=password,
+        socket_timeout=10, retry=Retry(NoBackoff(), 0),
+    )  # fmt: skip
 
 
 SERVICE = Service(
