@@ -260,3 +260,29 @@ def test_errors_name_the_fix(project: Project) -> None:
         f"error: valkey is not running in {other.name}: a password is rotated inside the"
         " running server (fix: start the stack with `inv up --env test`, then rotate again)"
     )
+
+
+def test_a_running_test_stack_follows_because_it_shares_secrets(
+    project: Project, timings: list[str]
+) -> None:
+    """dev and test read the same secrets/: rotating in one must not strand the other."""
+    test_stack = Project(project.root, env_name="test")
+    with removed_afterwards(test_stack):
+        run_in(project.root, "invoke", "up", "--env", "test")
+        key = f"berth:rotate:{uuid.uuid4().hex}"
+        test_url = json.loads(inv(project, "urls", "--json", "--reveal", "--env", "test").stdout)
+        with redis.Redis.from_url(test_url["valkey"]["VALKEY_CACHE_URL"]) as db:
+            db.set(key, "test stack")
+
+        out = rotate(project, "valkey_password", timings)
+        assert f"(in {project.name}, {test_stack.name})" in out
+        assert "test: Valkey: recreated" in out
+
+        for env in ("dev", "test"):
+            result = inv(project, "urls", "--json", "--reveal", "--env", env)
+            url = json.loads(result.stdout)["valkey"]["VALKEY_CACHE_URL"]
+            assert unquote(urlsplit(url).password or "") == project.secret("valkey_password")
+            with redis.Redis.from_url(url, socket_timeout=5, decode_responses=True) as db:
+                assert db.ping()
+                if env == "test":
+                    assert db.get(key) == "test stack"

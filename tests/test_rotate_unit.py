@@ -23,22 +23,33 @@ TEMPLATE_SERVICES = Path(__file__).resolve().parent.parent / "template" / "servi
 
 
 class FakeProject(Project):
-    """A project on disk whose services and containers are given, not loaded."""
+    """A project on disk whose services and running containers are given.
 
-    running: tuple[str, ...] = ()
+    Class attributes, so that the stacks of other environments which the
+    rotation looks up (`type(project)(root, env_name=...)`) see the same fakes.
+    """
+
+    fake_services: tuple[Service, ...] = ()
+    running: dict[str, tuple[str, ...]] = {}  # noqa: RUF012 - replaced per test
     published: bool = True
+
+    @property
+    def services(self) -> tuple[Service, ...]:  # type: ignore[override]
+        return self.fake_services
 
     def containers(self) -> list[Container]:
         ports = (("127.0.0.1", 40000, 1234),) if self.published else ()
-        return [Container(s, f"x-{s}-1", "running", "healthy", 0, ports) for s in self.running]
+        names = self.running.get(self.env_name, ())
+        return [Container(s, f"x-{s}-1", "running", "healthy", 0, ports) for s in names]
 
 
-def make_project(tmp_path: Path, services: list[Service], running: tuple[str, ...]) -> FakeProject:
+def make_project(
+    tmp_path: Path, services: list[Service], running: dict[str, tuple[str, ...]]
+) -> FakeProject:
     for name in (".env", ".env.example"):
         (tmp_path / name).write_text("COMPOSE_PROJECT_NAME=fake\n")
-    project = FakeProject(tmp_path, environ={})
-    project.__dict__["services"] = tuple(services)  # the cached_property's slot
-    project.running = running
+    cls = type("Fake", (FakeProject,), {"fake_services": tuple(services), "running": running})
+    project = cls(tmp_path, environ={})
     project.prepare()
     return project
 
@@ -46,8 +57,9 @@ def make_project(tmp_path: Path, services: list[Service], running: tuple[str, ..
 class Server:
     """The password a fake service accepts, and a log of what its hooks did."""
 
-    def __init__(self, project_secret: Callable[[], str]) -> None:
-        self.accepts = project_secret()
+    def __init__(self) -> None:
+        self.initial = ""
+        self.accepts: dict[str, str] = {}  # per environment's stack
         self.log: list[str] = []
 
 
@@ -59,10 +71,11 @@ def owner_hook(server: dict[str, Server], fail: Callable[[Rotation], bool] = lam
     def hook(rotation: Rotation) -> list[str]:
         if rotation.name != "fake_password":
             return []
-        state = server["fake"]
-        state.log.append("rollback" if rotation.rollback else "apply")
-        assert state.accepts == rotation.old, "the hook sees the value that works now"
-        state.accepts = rotation.new
+        state, env = server["fake"], rotation.project.env_name
+        state.log.append(f"{env} {'rollback' if rotation.rollback else 'apply'}")
+        now = state.accepts.setdefault(env, state.initial)
+        assert now == rotation.old, "the hook sees the value that works now"
+        state.accepts[env] = rotation.new
         notes = rotation.store()
         if fail(rotation):
             raise BerthError("fake server refused the new password")
@@ -75,7 +88,8 @@ def follower_hook(log: list[str], fail: Callable[[Rotation], bool] = lambda r: F
     def hook(rotation: Rotation) -> list[str]:
         if rotation.name != "fake_password":
             return []
-        log.append(f"follow {'rollback' if rotation.rollback else 'apply'}")
+        env = rotation.project.env_name
+        log.append(f"{env} follow {'rollback' if rotation.rollback else 'apply'}")
         if fail(rotation):
             raise BerthError("follower could not reload")
         return ["follower: reloaded"]
@@ -83,8 +97,15 @@ def follower_hook(log: list[str], fail: Callable[[Rotation], bool] = lambda r: F
     return hook
 
 
-def setup(tmp_path: Path, *, owner_fails=None, follower_fails=None, running=("fake", "follower")):
-    server: dict[str, Server] = {}
+def setup(
+    tmp_path: Path,
+    *,
+    owner_fails=None,
+    follower_fails=None,
+    running=("fake", "follower"),
+    also_running: dict[str, tuple[str, ...]] | None = None,
+):
+    server = {"fake": Server()}
     follower_log: list[str] = []
     owner = Service(
         "fake",
@@ -97,8 +118,10 @@ def setup(tmp_path: Path, *, owner_fails=None, follower_fails=None, running=("fa
         "follower", rotate=follower_hook(follower_log, follower_fails or (lambda r: False))
     )
     other = Service("other", secrets=("not_rotatable",))
-    project = make_project(tmp_path, [owner, follower, other], running)
-    server["fake"] = Server(lambda: project.secret("fake_password"))
+    project = make_project(
+        tmp_path, [owner, follower, other], {"dev": running, **(also_running or {})}
+    )
+    server["fake"].initial = project.secret("fake_password")
     return project, server["fake"], follower_log
 
 
@@ -110,8 +133,8 @@ def test_rotation_changes_server_file_and_derived_file_then_drops_previous(
     notes = rotate_secret(project, "fake_password")
     new = project.secret("fake_password")
     assert new != old and len(new) == len(secrets.generate())
-    assert server.accepts == new and server.log == ["apply"]
-    assert follower_log == ["follow apply"], "followers run after the owner"
+    assert server.accepts == {"dev": new} and server.log == ["dev apply"]
+    assert follower_log == ["dev follow apply"], "followers run after the owner"
     assert (tmp_path / "secrets" / "fake.hash").read_text() == f"hash of {new}"
     assert (tmp_path / "secrets" / "fake_password").stat().st_mode & 0o777 == 0o600
     assert not (tmp_path / "secrets" / ".fake_password.previous").exists()
@@ -132,8 +155,8 @@ def test_a_failing_follower_rolls_everything_back_and_says_the_old_secret_works(
     assert "`inv secrets --rotate fake_password` again" in message
     assert project.secret("fake_password") == old, "old value back in the file"
     assert (tmp_path / "secrets" / "fake.hash").read_text() == f"hash of {old}"
-    assert server.accepts == old and server.log == ["apply", "rollback"]
-    assert follower_log == ["follow apply", "follow rollback"]
+    assert server.accepts == {"dev": old} and server.log == ["dev apply", "dev rollback"]
+    assert follower_log == ["dev follow apply", "dev follow rollback"]
     assert not (tmp_path / "secrets" / ".fake_password.previous").exists()
 
 
@@ -142,7 +165,7 @@ def test_an_owner_failure_rolls_back_only_what_was_touched(tmp_path: Path) -> No
     old = project.secret("fake_password")
     with pytest.raises(BerthError, match="the old secret still works"):
         rotate_secret(project, "fake_password")
-    assert project.secret("fake_password") == old and server.accepts == old
+    assert project.secret("fake_password") == old and server.accepts == {"dev": old}
     assert follower_log == [], "the follower never ran, so it is not restarted either"
 
 
@@ -173,8 +196,37 @@ def test_ctrl_c_rolls_back_and_still_exits_as_interrupted(tmp_path: Path) -> Non
     old = project.secret("fake_password")
     with pytest.raises(KeyboardInterrupt):
         rotate_secret(project, "fake_password")
-    assert project.secret("fake_password") == old and server.accepts == old
-    assert follower_log == ["follow apply", "follow rollback"]
+    assert project.secret("fake_password") == old and server.accepts == {"dev": old}
+    assert follower_log == ["dev follow apply", "dev follow rollback"]
+
+
+def test_other_running_environments_follow_because_they_share_secrets(
+    tmp_path: Path,
+) -> None:
+    project, server, follower_log = setup(tmp_path, also_running={"test": ("fake", "follower")})
+    notes = rotate_secret(project, "fake_password")
+    new = project.secret("fake_password")
+    assert server.accepts == {"dev": new, "test": new}
+    assert follower_log == ["dev follow apply", "test follow apply"]
+    assert "test: fake: changed" in notes
+    assert notes[-1].endswith("(in fake, fake-test)")
+
+
+def test_a_failure_in_another_environment_rolls_back_both(tmp_path: Path) -> None:
+    def in_test(rotation: Rotation) -> bool:
+        return rotation.project.env_name == "test" and not rotation.rollback
+
+    project, server, follower_log = setup(
+        tmp_path, follower_fails=in_test, also_running={"test": ("fake", "follower")}
+    )
+    old = project.secret("fake_password")
+    with pytest.raises(BerthError, match="the old secret still works"):
+        rotate_secret(project, "fake_password")
+    assert project.secret("fake_password") == old
+    assert server.accepts == {"dev": old, "test": old}
+    assert follower_log == [
+        "dev follow apply", "test follow apply", "dev follow rollback", "test follow rollback",
+    ]  # fmt: skip
 
 
 def test_unknown_or_unrotatable_name_lists_the_rotatable_ones(tmp_path: Path) -> None:

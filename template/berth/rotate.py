@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING
 from berth import secrets
 from berth.compose import ALL_INTERFACES
 from berth.errors import BerthError
+from berth.project import ENVIRONMENTS, Project
 from berth.service import Endpoint, Service
 
 if TYPE_CHECKING:
     from berth.compose import Container
-    from berth.project import Project
 
 #: Seconds `compose up --wait` may take to bring back a recreated container.
 RECREATE_TIMEOUT = 120
@@ -64,8 +64,18 @@ def rotatable(project: Project) -> dict[str, Service]:
     return {name: s for s in project.services if s.rotate for name in s.secrets}
 
 
+#: One hook call: a service of one environment's stack.
+Step = tuple[Project, Service]
+
+
 def rotate_secret(project: Project, name: str) -> list[str]:
-    """Rotate secret `name` in the running stack; returns notes for the user."""
+    """Rotate secret `name` in the running stack; returns notes for the user.
+
+    Every environment's stack reads the same secrets/ folder, so the other
+    running stacks of this project (e.g. dev while you rotate in test) follow
+    too; otherwise they would keep the old password while the file holds the
+    new one.
+    """
     owners = rotatable(project)
     owner = owners.get(name)
     if owner is None:
@@ -75,7 +85,10 @@ def rotate_secret(project: Project, name: str) -> list[str]:
             fix=f"use one of: {', '.join(sorted(owners)) or '(none in this project)'}",
         )
     require_running(project, owner.name)
-    require_published(project, hooks(project, owner))
+    stacks = [project, *other_stacks(project, owner.name)]
+    plan = [(stack, service) for stack in stacks for service in hooks(stack, owner.name)]
+    for stack in stacks:
+        require_published(stack, hooks(stack, owner.name))
     previous = project.secrets_dir / f".{name}.previous"
     if previous.exists():
         raise BerthError(
@@ -86,34 +99,51 @@ def rotate_secret(project: Project, name: str) -> list[str]:
         )
     rotation = Rotation(project, name, old=project.secret(name), new=secrets.generate())
     secrets.write_atomic(previous, rotation.old)
-    touched: list[Service] = []
+    touched: list[Step] = []
     try:
-        notes = apply(rotation, hooks(project, owner), touched)
+        notes = apply(rotation, plan, touched)
     except BaseException as error:  # also Ctrl-C: never leave a half-done rotation
         roll_back(rotation, touched, error)
         raise  # roll_back always raises; this keeps type checkers informed
     previous.unlink()
-    return [*notes, f"rotated {name}: the new value works, the old one is refused"]
+    done = f"rotated {name}: the new value works, the old one is refused"
+    if len(stacks) > 1:
+        done += f" (in {', '.join(stack.name for stack in stacks)})"
+    return [*notes, done]
 
 
-def hooks(project: Project, owner: Service) -> list[Service]:
+def other_stacks(project: Project, service: str) -> list[Project]:
+    """This project's stacks in other environments in which `service` runs."""
+    others = (
+        type(project)(project.root, env_name=env, environ=project.environ)
+        for env in ENVIRONMENTS
+        if env != project.env_name
+    )
+    return [other for other in others if running(other, service)]
+
+
+def hooks(project: Project, owner: str) -> list[Service]:
     """The owner first, then every other service with a hook (followers)."""
-    return [owner, *(s for s in project.services if s is not owner and s.rotate)]
+    ordered = sorted(project.services, key=lambda s: s.name != owner)  # stable
+    return [s for s in ordered if s.rotate]
 
 
-def apply(rotation: Rotation, services: list[Service], touched: list[Service]) -> list[str]:
-    """Run each service's hook in order; `touched` collects those started."""
+def apply(rotation: Rotation, plan: list[Step], touched: list[Step]) -> list[str]:
+    """Run each step's hook in order; `touched` collects the steps started."""
     notes: list[str] = []
-    for service in services:
+    several = len({stack.name for stack, _service in plan}) > 1
+    for stack, service in plan:
         assert service.rotate is not None
-        touched.append(service)
-        notes += service.rotate(rotation)
-        if service is services[0] and rotation.project.secret(rotation.name) != rotation.new:
-            notes += rotation.store()  # the owner needed no particular moment
+        touched.append((stack, service))
+        step = replace(rotation, project=stack)
+        done = service.rotate(step)
+        if rotation.name in service.secrets and stack.secret(rotation.name) != rotation.new:
+            done += step.store()  # the owner needed no particular moment
+        notes += [f"{stack.env_name}: {note}" if several else note for note in done]
     return notes
 
 
-def roll_back(rotation: Rotation, touched: list[Service], error: BaseException) -> None:
+def roll_back(rotation: Rotation, touched: list[Step], error: BaseException) -> None:
     """Put the old value back in every service touched, then raise an error saying so."""
     name = rotation.name
     previous = f"secrets/.{name}.previous"

@@ -93,6 +93,7 @@ def rotate(rotation: Rotation) -> list[str]:
         admin.close()
     if user == "default":
         recreate(project, "valkey")
+        at = endpoint(project, "valkey", "main")  # ephemeral ports (test) change
         notes.append("Valkey: recreated to load the new ACL file (data kept on its volume)")
     else:
         notes.append("Valkey: admin password changed in place (no restart)")
