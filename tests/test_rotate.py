@@ -71,7 +71,7 @@ def rotate(project: Project, name: str, timings: list[str]) -> str:
     timings.append(f"inv secrets --rotate {name}: {time.monotonic() - started:.2f} s")
     assert f"rotated {name}: the new value works, the old one is refused" in result.stdout
     assert_clean_secret(project, name)
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def assert_clean_secret(project: Project, name: str) -> None:
@@ -286,3 +286,21 @@ def test_a_running_test_stack_follows_because_it_shares_secrets(
                 assert db.ping()
                 if env == "test":
                     assert db.get(key) == "test stack"
+
+        # A stopped stack cannot follow; PostgreSQL keeps the password in its
+        # volume, so the rotation warns. With PgBouncer, `inv up` repairs it.
+        run_in(project.root, "invoke", "down", "--env", "test")
+        out = rotate(project, "postgres_password", timings)
+        assert (
+            "berth: warning: the stopped test stack's PostgreSQL volume still stores the old"
+            " password; after `inv up --env test` run `inv secrets --rotate postgres_password`"
+            " again"
+        ) in out
+        run_in(project.root, "invoke", "up", "--env", "test")
+        result = inv(project, "urls", "--json", "--reveal", "--env", "test")
+        for url in (
+            json.loads(result.stdout)["postgres"]["DIRECT_DATABASE_URL"],
+            json.loads(result.stdout)["pgbouncer"]["DATABASE_URL"],
+        ):
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -16,7 +16,7 @@ from berth import secrets
 from berth.compose import Container
 from berth.errors import BerthError
 from berth.project import Project
-from berth.rotate import Rotation, rotatable, rotate_secret
+from berth.rotate import Rotation, Unchanged, rotatable, rotate_secret
 from berth.service import Port, SecretLookup, Service, load_services
 
 TEMPLATE_SERVICES = Path(__file__).resolve().parent.parent / "template" / "services"
@@ -167,6 +167,25 @@ def test_an_owner_failure_rolls_back_only_what_was_touched(tmp_path: Path) -> No
         rotate_secret(project, "fake_password")
     assert project.secret("fake_password") == old and server.accepts == {"dev": old}
     assert follower_log == [], "the follower never ran, so it is not restarted either"
+
+
+def test_a_hook_that_changed_nothing_needs_no_rollback(tmp_path: Path) -> None:
+    def refuse(rotation: Rotation) -> list[str]:
+        raise Unchanged("fake refused the admin login", fix="restart fake")
+
+    calls: list[str] = []
+    follower = Service("follower", rotate=lambda r: calls.append(r.name) or [])
+    owner = Service("fake", secrets=("fake_password",), rotate=refuse)
+    project = make_project(tmp_path, [owner, follower], {"dev": ("fake", "follower")})
+    old = project.secret("fake_password")
+    with pytest.raises(BerthError) as caught:
+        rotate_secret(project, "fake_password")
+    assert str(caught.value) == (
+        "rotating fake_password failed before anything was changed:"
+        " fake refused the admin login (fix: restart fake)"
+    )
+    assert project.secret("fake_password") == old and calls == []
+    assert not (tmp_path / "secrets" / ".fake_password.previous").exists()
 
 
 def test_a_failed_rollback_keeps_previous_and_says_where_the_old_value_is(

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 RECREATE_TIMEOUT = 120
 
 
+class Unchanged(BerthError):
+    """Raised by a hook that failed before it changed anything (nothing to undo)."""
+
+
 @dataclass(frozen=True)
 class Rotation:
     """One change of secret `name` from `old` to `new` (swapped for a rollback)."""
@@ -136,17 +140,34 @@ def apply(rotation: Rotation, plan: list[Step], touched: list[Step]) -> list[str
         assert service.rotate is not None
         touched.append((stack, service))
         step = replace(rotation, project=stack)
-        done = service.rotate(step)
+        try:
+            done = service.rotate(step)
+        except Unchanged:
+            touched.pop()
+            raise
         if rotation.name in service.secrets and stack.secret(rotation.name) != rotation.new:
             done += step.store()  # the owner needed no particular moment
-        notes += [f"{stack.env_name}: {note}" if several else note for note in done]
-    return notes
+        notes += [note if not several or warning(note) else f"{stack.env_name}: {note}"
+                  for note in done]  # fmt: skip
+    return list(dict.fromkeys(notes))  # a warning about a third stack comes once
+
+
+def warning(note: str) -> bool:
+    return note.startswith("warning:")
 
 
 def roll_back(rotation: Rotation, touched: list[Step], error: BaseException) -> None:
     """Put the old value back in every service touched, then raise an error saying so."""
     name = rotation.name
     previous = f"secrets/.{name}.previous"
+    if not touched and not isinstance(error, KeyboardInterrupt):
+        (rotation.project.secrets_dir / f".{name}.previous").unlink(missing_ok=True)
+        raise BerthError(
+            f"rotating {name} failed before anything was changed",
+            why=reason(error),
+            fix=getattr(error, "fix", "") or f"fix the cause, then rotate {name} again",
+            details=getattr(error, "details", ""),
+        ) from error
     try:
         apply(rotation.reverse(), touched, [])
     except BaseException as second:

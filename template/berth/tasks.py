@@ -199,7 +199,7 @@ def secrets(c: Context, rotate: str = "", env: str = "dev") -> None:
     else:
         notes = project.prepare() or ["all secrets present"]
     for note in notes:
-        print(f"berth: {note}")
+        print(f"berth: {note}", file=sys.stderr if note.startswith("warning:") else sys.stdout)
 
 
 @task(help={"renew": "replace the existing CA and certificates (clients must trust the new CA)"})

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from berth import pg, scram
-from berth.rotate import Rotation, endpoint, expect_refused
+from berth import engine, pg, scram
+from berth.errors import BerthError
+from berth.project import ENVIRONMENTS, Project
+from berth.rotate import Rotation, Unchanged, endpoint, expect_refused, running
 from berth.service import Endpoints, Port, SecretLookup, Service
 
 
@@ -46,13 +48,16 @@ def rotate(rotation: Rotation) -> list[str]:
         return []
     project = rotation.project
     env = project.values
-    project.compose.run(
-        "exec", "-T", "postgres", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
-        "-v", f"verifier={scram.verifier(rotation.new)}",
-        "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"],
-        input=ALTER_SCRIPT, what="storing the new password in PostgreSQL",
-    )  # fmt: skip
     at = endpoint(project, "postgres", "main")
+    try:
+        project.compose.run(
+            "exec", "-T", "postgres", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+            "-v", f"verifier={scram.verifier(rotation.new)}",
+            "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"],
+            input=ALTER_SCRIPT, what="storing the new password in PostgreSQL",
+        )  # fmt: skip
+    except BerthError as exc:  # one statement: it failed as a whole
+        raise Unchanged(exc.what, why=exc.why, fix=exc.fix, details=exc.details) from exc
 
     def login(password: str) -> None:
         pg.login(at, env, password, "PostgreSQL")
@@ -60,7 +65,30 @@ def rotate(rotation: Rotation) -> list[str]:
     login(rotation.new)
     notes = rotation.store()
     expect_refused(login, rotation.old, "PostgreSQL")
-    return [*notes, "PostgreSQL: role password changed (open sessions keep working)"]
+    notes.append("PostgreSQL: role password changed (open sessions keep working)")
+    return notes if rotation.rollback else notes + stale_volumes(project)
+
+
+def stale_volumes(project: Project) -> list[str]:
+    """Warnings for stopped stacks whose volume still stores the old password.
+
+    PostgreSQL keeps the role's password in its data, unlike the services that
+    read secrets/ at every start; rotation can only reach running stacks.
+    """
+    warnings = []
+    for env in ENVIRONMENTS:
+        other = Project(project.root, env_name=env, environ=project.environ)
+        if env == project.env_name or running(other, "postgres"):
+            continue
+        path = f"/volumes/{other.name}_postgres-data"
+        volume = engine.query(lambda sock, path=path: engine.get(path, sock), project.environ)
+        if isinstance(volume, dict) and volume.get("CreatedAt"):
+            warnings.append(
+                f"warning: the stopped {env} stack's PostgreSQL volume still stores the old"
+                f" password; after `inv up --env {env}` run"
+                " `inv secrets --rotate postgres_password` again"
+            )
+    return warnings
 
 
 SERVICE = Service(

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from berth.errors import BerthError
-from berth.rotate import Rotation, endpoint, expect_refused, recreate
+from berth.rotate import Rotation, Unchanged, endpoint, expect_refused, recreate
 from berth.service import Endpoint, Endpoints, Port, SecretLookup, Service
 
 #: Commands the application user may not run: administration (CONFIG, DEBUG,
@@ -127,9 +127,11 @@ def admin_client(at: Endpoint, passwords: list[str]) -> Any:
             db.close()
             continue
         return db
-    raise BerthError(
+    raise Unchanged(
         f"Valkey at {at.host}:{at.port} refused the admin password",
-        fix="check secrets/valkey_admin_password against the running server (`inv up`)",
+        why="the running server does not know secrets/valkey_admin_password",
+        fix="restart Valkey so it loads secrets/valkey_users.acl"
+        " (`inv stop --service valkey`, then `inv up`), then rotate again",
     )
 
 
