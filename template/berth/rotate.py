@@ -10,7 +10,9 @@ The order keeps a working password at every instant:
    written atomically) and proves it with a real client from this host;
 3. other services that depend on the secret follow with their own hooks
    (PgBouncer re-reads its auth file);
-4. only then is `.NAME.previous` deleted.
+4. the project's running stacks in other environments (they share secrets/)
+   get steps 2-3 too;
+5. only then is `.NAME.previous` deleted.
 
 On any failure, or Ctrl-C, the same hooks run again with old and new swapped:
 that puts the old value back into the server and the files and proves it
@@ -159,14 +161,15 @@ def warning(note: str) -> bool:
 def roll_back(rotation: Rotation, touched: list[Step], error: BaseException) -> None:
     """Put the old value back in every service touched, then raise an error saying so."""
     name = rotation.name
-    previous = f"secrets/.{name}.previous"
+    previous = rotation.project.secrets_dir / f".{name}.previous"
+    details = getattr(error, "details", "")
     if not touched and not isinstance(error, KeyboardInterrupt):
-        (rotation.project.secrets_dir / f".{name}.previous").unlink(missing_ok=True)
+        previous.unlink(missing_ok=True)
         raise BerthError(
             f"rotating {name} failed before anything was changed",
             why=reason(error),
             fix=getattr(error, "fix", "") or f"fix the cause, then rotate {name} again",
-            details=getattr(error, "details", ""),
+            details=details,
         ) from error
     try:
         apply(rotation.reverse(), touched, [])
@@ -174,18 +177,18 @@ def roll_back(rotation: Rotation, touched: list[Step], error: BaseException) -> 
         raise BerthError(
             f"rotating {name} failed and restoring the old value failed too",
             why=f"{reason(error)}; then: {reason(second)}",
-            fix=f"the old value is in {previous}: move it over secrets/{name}, run `inv up`,"
-            f" then `inv secrets --rotate {name}` again",
-            details=getattr(error, "details", ""),
+            fix=f"the old value is in secrets/{previous.name}: move it over secrets/{name},"
+            f" run `inv up`, then `inv secrets --rotate {name}` again",
+            details=details,
         ) from error
-    (rotation.project.secrets_dir / f".{name}.previous").unlink(missing_ok=True)
+    previous.unlink(missing_ok=True)
     if isinstance(error, KeyboardInterrupt):
         raise error
     raise BerthError(
         f"rotating {name} failed; the old secret still works (restored and verified)",
         why=reason(error),
         fix=f"fix the cause, then run `inv secrets --rotate {name}` again",
-        details=getattr(error, "details", ""),
+        details=details,
     ) from error
 
 
