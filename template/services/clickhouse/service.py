@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import resource
-import urllib.request
 from collections.abc import Mapping
 from urllib.parse import quote
 
@@ -66,6 +65,8 @@ def rotate(rotation: Rotation) -> list[str]:
 
 def select_one(at: Endpoint, user: str, password: str) -> None:
     """Run SELECT 1 over HTTP as `user`, or raise saying why not."""
+    import urllib.request  # imported late: `inv --list` should not pay for http.client
+
     request = urllib.request.Request(
         f"http://{at.host}:{at.port}/", data=b"SELECT 1\n", method="POST"
     )
