@@ -245,6 +245,33 @@ def test_interrupted_rotation_restores_the_old_password(
     assert all_healthy(project)
 
 
+def test_when_restoring_fails_too_previous_keeps_the_old_value(project: Project) -> None:
+    """ClickHouse cannot start at all (an open-files limit above the host's):
+    the rotation fails, so does restoring, and the error says where the old
+    value is; following its fix brings the stack back with the old password."""
+    old_url = urls(project)["clickhouse"]["CLICKHOUSE_URL"]
+    old = project.secret("clickhouse_password")
+    impossible = {**tool_env(), "CLICKHOUSE_NOFILE": str(2**31)}
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "secrets", "--rotate", "clickhouse_password"],
+        cwd=project.root, env=impossible, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "error: rotating clickhouse_password failed and restoring the old value failed too:"
+    )
+    assert "the old value is in secrets/.clickhouse_password.previous" in last
+    previous = project.secrets_dir / ".clickhouse_password.previous"
+    assert previous.read_text() == old
+    assert previous.stat().st_mode & 0o777 == 0o600
+
+    # The fix, as the error gives it.
+    previous.replace(project.secrets_dir / "clickhouse_password")
+    run_in(project.root, "invoke", "up")
+    assert clickhouse(old_url, "SELECT 1") == "1\n", "the old password works again"
+
+
 def test_errors_name_the_fix(project: Project) -> None:
     result = inv(project, "secrets", "--rotate", "mysql_password")
     assert result.returncode == 1
