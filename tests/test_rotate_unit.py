@@ -138,7 +138,8 @@ def test_rotation_changes_server_file_and_derived_file_then_drops_previous(
     assert (tmp_path / "secrets" / "fake.hash").read_text() == f"hash of {new}"
     assert (tmp_path / "secrets" / "fake_password").stat().st_mode & 0o777 == 0o600
     assert not (tmp_path / "secrets" / ".fake_password.previous").exists()
-    assert notes[-1] == "rotated fake_password: the new value works, the old one is refused"
+    assert notes[-2] == "rotated fake_password: the new value works, the old one is refused"
+    assert notes[-1] == "give your apps the new value: `inv urls --reveal` prints it"
     assert "follower: reloaded" in notes
 
 
@@ -228,7 +229,7 @@ def test_other_running_environments_follow_because_they_share_secrets(
     assert server.accepts == {"dev": new, "test": new}
     assert follower_log == ["dev follow apply", "test follow apply"]
     assert "test: fake: changed" in notes
-    assert notes[-1].endswith("(in fake, fake-test)")
+    assert notes[-2].endswith("(in fake, fake-test)")
 
 
 def test_a_failure_in_another_environment_rolls_back_both(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def rotate_secret(project: Project, name: str) -> list[str]:
     done = f"rotated {name}: the new value works, the old one is refused"
     if len(stacks) > 1:
         done += f" (in {', '.join(stack.name for stack in stacks)})"
-    return [*notes, done]
+    return [*notes, done, "give your apps the new value: `inv urls --reveal` prints it"]
 
 
 def other_stacks(project: Project, service: str) -> list[Project]:
