@@ -4,7 +4,8 @@ One stack (PostgreSQL + PgBouncer + Valkey + ClickHouse) serves the module; each
 case rotates one secret through the real `inv` command and checks, with real
 clients and the URLs `inv urls --json --reveal` prints, that the old password
 is refused, the new one works, the data is still there, and no `.previous`
-file is left behind.
+file is left behind. Failure cases interrupt a rotation or make ClickHouse
+unable to start; the last case adds the project's test stack beside dev.
 """
 
 from __future__ import annotations
