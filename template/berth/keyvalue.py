@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import quote
 
 from berth.errors import BerthError
-from berth.service import Endpoints, Port, SecretLookup, Service
+from berth.rotate import Rotation, Unchanged, endpoint, expect_refused, recreate
+from berth.service import Endpoint, Endpoints, Port, SecretLookup, Service
 
 #: Commands the application user may not run: administration (CONFIG, DEBUG,
 #: SHUTDOWN, MONITOR, SAVE, REPLICAOF, MODULE, ...), wiping every database, and
@@ -46,6 +47,7 @@ class KeyValue:
             secrets=self.secrets,
             derived=self.acl,
             urls=self.urls,
+            rotate=self.rotate,
             **extra,
         )
 
@@ -72,6 +74,15 @@ class KeyValue:
     @property
     def secrets(self) -> tuple[str, ...]:
         return (self.password, self.admin_password)
+
+    @property
+    def title(self) -> str:
+        """The server's name in messages ("Valkey", "Redis")."""
+        return self.name.capitalize()
+
+    def user(self, secret_name: str) -> str | None:
+        """The server user whose password is secret `secret_name`."""
+        return {self.password: "default", self.admin_password: "admin"}.get(secret_name)
 
     def acl(self, env: Mapping[str, str], secret: SecretLookup) -> dict[str, tuple[str, int]]:
         def digest(name: str) -> str:
@@ -102,3 +113,94 @@ class KeyValue:
                 fix=f"set {variable} to an unused number, e.g. {PURPOSES.index(purpose)}",
             )
         return int(raw)
+
+    # ── `inv secrets --rotate` ─────────────────────────────────────────────
+    def rotate(self, rotation: Rotation) -> list[str]:
+        """Add the new password beside the old (ACL SETUSER >new), prove it,
+        store the files, then drop the old one.
+
+        For `default` the container is recreated: its health check reads
+        /run/secrets/<name>_password, which in a running container is still the
+        replaced file, and the restart loads the new ACL file (data persists in
+        the append-only file on the volume). For `admin` nothing reads the file
+        at run time, so `ACL SETUSER admin resetpass #<new hash>` finishes it
+        with no restart; a later start loads the same hash from the new ACL file.
+        """
+        user = self.user(rotation.name)
+        if user is None:
+            return []
+        project = rotation.project
+        at = endpoint(project, self.name, "main")
+
+        def login(password: str) -> None:
+            self.ping(at, user, password)
+
+        if user == "admin":  # during a rollback either value may be the live one
+            candidates = [rotation.old, rotation.new]
+        else:
+            candidates = [project.secret(self.admin_password)]
+        admin = self.admin_client(at, candidates)
+        try:
+            admin.execute_command("ACL", "SETUSER", user, f">{rotation.new}")
+            login(rotation.new)
+            notes = rotation.store()
+            if user == "admin":
+                digest = hashlib.sha256(rotation.new.encode()).hexdigest()
+                admin.execute_command("ACL", "SETUSER", user, "resetpass", f"#{digest}")
+        finally:
+            admin.close()
+        if user == "default":
+            recreate(project, self.name)
+            at = endpoint(project, self.name, "main")  # ephemeral ports (test) change
+            notes.append(
+                f"{self.title}: recreated to load the new ACL file (data kept on its volume)"
+            )
+        else:
+            notes.append(f"{self.title}: admin password changed in place (no restart)")
+        login(rotation.new)
+        expect_refused(login, rotation.old, f"{self.title} user {user}")
+        return notes
+
+    def ping(self, at: Endpoint, user: str, password: str) -> None:
+        """Log in as `user` and PING, or raise saying why not."""
+        import redis  # imported late: `inv --list` should not pay for it
+
+        try:
+            with connect(at, user, password) as db:
+                db.ping()
+        except redis.RedisError as exc:
+            raise BerthError(
+                f"login to {self.title} as {user} at {at.host}:{at.port} failed", why=str(exc)
+            ) from exc
+
+    def admin_client(self, at: Endpoint, passwords: list[str]) -> Any:
+        """A connection logged in as `admin` with the first password that works."""
+        import redis
+
+        for password in passwords:
+            db = connect(at, "admin", password)
+            try:
+                db.ping()
+            except redis.AuthenticationError:
+                db.close()
+                continue
+            return db
+        raise Unchanged(
+            f"{self.title} at {at.host}:{at.port} refused the admin password",
+            why=f"the running server does not know secrets/{self.admin_password}",
+            fix=f"restart {self.title} so it loads secrets/{self.acl_file}"
+            f" (`inv stop --service {self.name}`, then `inv up`), then rotate again",
+        )
+
+
+def connect(at: Endpoint, user: str, password: str) -> Any:
+    """A client that gives up at once: redis-py otherwise retries a refused
+    password with back-off for seconds, and a refusal is an answer here."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(
+        host=at.host, port=at.port, username=user, password=password,
+        socket_timeout=10, retry=Retry(NoBackoff(), 0),
+    )  # fmt: skip

@@ -145,12 +145,17 @@ class Project:
             notes.append("created .env from .env.example")
         created = secrets.ensure(self.secrets_dir, self.secret_names())
         notes += [f"generated secrets/{name}" for name in created]
+        notes += [f"wrote secrets/{name}" for name in self.write_derived()]
+        return notes + self.generate(renew=False)
+
+    def write_derived(self) -> list[str]:
+        """Rewrite files derived from the secrets (hashes, auth files) that changed."""
+        written = []
         for service in self.services:
             if service.derived:
                 files = service.derived(self.values, self.secret)
-                written = secrets.write_derived(self.secrets_dir, files)
-                notes += [f"wrote secrets/{name}" for name in written]
-        return notes + self.generate(renew=False)
+                written += secrets.write_derived(self.secrets_dir, files)
+        return written
 
     def generate(self, *, renew: bool) -> list[str]:
         """Files such as TLS certificates: created when missing, or anew when `renew`."""

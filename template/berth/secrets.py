@@ -36,6 +36,11 @@ def write_atomic(path: Path, content: str, mode: int = 0o600) -> None:
         raise
 
 
+def generate() -> str:
+    """A new random secret value (the one generator for every secret)."""
+    return _random.token_urlsafe(SECRET_BYTES)
+
+
 def ensure_dir(folder: Path) -> None:
     folder.mkdir(mode=0o700, exist_ok=True)
     os.chmod(folder, 0o700)
@@ -49,7 +54,7 @@ def ensure(folder: Path, names: Iterable[str]) -> list[str]:
         path = folder / name
         if path.exists():
             continue
-        write_atomic(path, _random.token_urlsafe(SECRET_BYTES))
+        write_atomic(path, generate())
         created.append(name)
     return created
 

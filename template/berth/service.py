@@ -17,6 +17,7 @@ from berth.errors import BerthError
 
 if TYPE_CHECKING:
     from berth.project import Project
+    from berth.rotate import Rotation
 
 #: Looks up a secret by name (returns a mask instead when printing masked).
 SecretLookup = Callable[[str], str]
@@ -64,6 +65,12 @@ class Service:
       certificates) when missing, or anew when `renew`; returns notes.
     after_up: runs once the stack is healthy (e.g. to sync a role); returns notes.
     stateful: keeps data in a volume (its test module must have a restart probe).
+    rotate: applies `inv secrets --rotate` in the running stack (berth/rotate.py):
+      called for the secret's owner first, then for every other service that
+      has a hook (which returns [] for names it does not depend on); stores the
+      new value with `rotation.store()` where the service needs it and proves
+      it with a real client; returns notes. Its secrets are rotatable only
+      when the owner has this hook.
     """
 
     name: str
@@ -75,6 +82,7 @@ class Service:
     generate: Callable[[Project, bool], list[str]] | None = None
     after_up: Callable[[Project], list[str]] | None = None
     stateful: bool = True
+    rotate: Callable[[Rotation], list[str]] | None = None
 
 
 def load_services(services_dir: Path) -> tuple[Service, ...]:

@@ -18,6 +18,7 @@ from invoke import Collection, Context, Exit, task
 from berth import doctor, report
 from berth.errors import BerthError
 from berth.project import Project
+from berth.rotate import rotate_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_HELP = "environment: dev (default; ports from .env), test (own stack, ephemeral ports), prod"
@@ -181,14 +182,23 @@ def urls(c: Context, reveal: bool = False, json: bool = False, env: str = "dev")
         _print_urls(project, containers, reveal=reveal or sys.stdout.isatty())
 
 
-@task
+@task(
+    help={
+        "rotate": "replace this password in the running stack, e.g. postgres_password"
+        " (the old one keeps working until the new one is proven)",
+        "env": ENV_HELP,
+    }
+)
 @handled
-def secrets(c: Context) -> None:
-    """Create missing secrets under secrets/ (never overwrites) and refresh derived files."""
-    project = load()
-    notes = project.prepare()
-    for note in notes or ["all secrets present"]:
-        print(f"berth: {note}")
+def secrets(c: Context, rotate: str = "", env: str = "dev") -> None:
+    """Create missing secrets under secrets/ (never overwrites), or rotate one with --rotate."""
+    project = load(env)
+    if rotate:
+        notes = rotate_secret(project, rotate)
+    else:
+        notes = project.prepare() or ["all secrets present"]
+    for note in notes:
+        print(f"berth: {note}", file=sys.stderr if note.startswith("warning:") else sys.stdout)
 
 
 @task(help={"renew": "replace the existing CA and certificates (clients must trust the new CA)"})

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from berth import engine, scram
+from berth import engine, pg, scram
+from berth.rotate import Rotation, endpoint, expect_refused, recreate, running
 from berth.service import Endpoints, Port, SecretLookup, Service
 
 if TYPE_CHECKING:
@@ -69,6 +70,32 @@ def sync_role(project: Project) -> list[str]:
     return ["PostgreSQL role password stored as PgBouncer's SCRAM verifier (same password)"]
 
 
+def follow_rotation(rotation: Rotation) -> list[str]:
+    """After postgres_password changed: re-read the auth file and prove the pooled login.
+
+    PgBouncer reads its auth file at start, and the running container still
+    sees the old file (a bind mount of the replaced inode), so it is recreated;
+    clients reconnect. Without an admin user there is no RELOAD to send.
+    """
+    if rotation.name != "postgres_password":
+        return []
+    project = rotation.project
+    if running(project, "pgbouncer") is None:
+        return ["PgBouncer is not running; it reads the new auth file when it starts"]
+    recreate(project, "pgbouncer")
+    at = endpoint(project, "pgbouncer", "main")
+    env = project.values
+
+    def login(password: str) -> None:
+        pg.login(at, env, password, "PostgreSQL through PgBouncer")
+
+    login(rotation.new)
+    expect_refused(login, rotation.old, "PgBouncer")
+    # Confirms the role's verifier is the auth file's and renews the stamp, so
+    # the next `inv up` skips its check.
+    return [*sync_role(project), "PgBouncer: recreated with the new auth file"]
+
+
 def _volume_created(project: Project) -> str:
     """CreatedAt of the PostgreSQL volume ('' when it cannot be read cheaply)."""
     path = f"/volumes/{project.name}_postgres-data"
@@ -90,5 +117,6 @@ SERVICE = Service(
     derived=userlist,
     urls=urls,
     after_up=sync_role,
+    rotate=follow_rotation,
     stateful=False,
 )
