@@ -189,6 +189,48 @@ def test_rotate_valkey_admin_password_in_place(project: Project, timings: list[s
         assert app.ping(), "the application password is untouched"
 
 
+# ── Redis (Valkey's alternative: same rules in berth/keyvalue.py) ─────────────
+@pytest.fixture(scope="module")
+def redis_project(
+    tmp_path_factory: pytest.TempPathFactory, docker_engine: None
+) -> Iterator[Project]:
+    slug = f"berth-live-rotate-redis-{uuid.uuid4().hex[:6]}"
+    root = render(
+        tmp_path_factory.mktemp("rotate-redis") / slug,
+        project_slug=slug, services=["redis"], **free_port_answers(),
+    )  # fmt: skip
+    with removed_afterwards(Project(root)) as project:
+        run_in(root, "invoke", "up")
+        yield project
+
+
+def test_rotate_redis_passwords_keep_data(redis_project: Project, timings: list[str]) -> None:
+    project = redis_project
+    before = urls(project)["redis"]["REDIS_CACHE_URL"]
+    key = f"berth:rotate:{uuid.uuid4().hex}"
+    with redis.Redis.from_url(before, socket_timeout=5) as db:
+        db.set(key, "kept")
+
+    assert "Redis: recreated" in rotate(project, "redis_password", timings)
+    assert "no restart" in rotate(project, "redis_admin_password", timings)
+    assert all_healthy(project)
+
+    after = urls(project)["redis"]["REDIS_CACHE_URL"]
+    with (
+        redis.Redis.from_url(before, socket_timeout=5) as old,
+        pytest.raises(redis.AuthenticationError),
+    ):
+        old.ping()
+    with redis.Redis.from_url(after, socket_timeout=5, decode_responses=True) as db:
+        assert db.get(key) == "kept", "data written before the rotation is kept"
+    at = urlsplit(after)
+    admin = project.secret("redis_admin_password")
+    with redis.Redis(
+        host=at.hostname, port=at.port, username="admin", password=admin, socket_timeout=5
+    ) as db:
+        assert db.acl_whoami() in ("admin", b"admin")
+
+
 # ── ClickHouse ──────────────────────────────────────────────────────────────
 def clickhouse(url: str, sql: str, password: str | None = None) -> str:
     parts = urlsplit(url)

@@ -30,9 +30,10 @@ OK, WARN, ERROR = "OK", "WARN", "ERROR"
 MIN_COMPOSE = (2, 24, 4)
 #: Below this much free space PostgreSQL/ClickHouse writes and backups start failing.
 DISK_WARN_BYTES = 5 * 1024**3
-#: Files in secrets/ that are readable by others on purpose: hashes the
-#: container's service user must read, and public certificates.
-SHAREABLE = {"valkey_users.acl", "pgbouncer_userlist.txt", "ca.crt", "server.crt"}
+#: Public certificates in secrets/tls/: readable by others on purpose. (Hash
+#: files a container's service user must read are declared 0644 by their
+#: service's `derived`; see `_shareable`.)
+PUBLIC = {"ca.crt", "server.crt"}
 #: Documentation that lives in secrets/ and holds nothing secret.
 NOT_SECRETS = {".gitignore", "README.md"}
 #: Passwords whose protocol cannot carry every character, and why.
@@ -204,14 +205,31 @@ def secret_files(project: Project) -> list[Finding]:
     for name in project.secret_names():
         found += _password(folder / name)
     names = set(project.secret_names())
+    skip = names | _shareable(project) | NOT_SECRETS
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if path.name in names | SHAREABLE | NOT_SECRETS or ".tmp-" in path.name:
+        if path.name in skip or ".tmp-" in path.name:
             continue
         found += _private(path)
     problems = [f for f in found if f.level != OK]
     if problems:
         return problems
     return [Finding(OK, "secrets", f"{len(names)} passwords present, private, usable")]
+
+
+def _shareable(project: Project) -> set[str]:
+    """Files in secrets/ that may be readable by others: public certificates and
+    the derived files a service declares so (hashes, never passwords)."""
+    names = set(PUBLIC)
+    for service in project.services:
+        if not service.derived:
+            continue
+        try:
+            # Names and modes do not depend on the values: ask with a placeholder.
+            files = service.derived(project.values, lambda _name: "placeholder")
+        except BerthError:  # .env problems are reported by their own check
+            continue
+        names |= {name for name, (_text, mode) in files.items() if mode & 0o044}
+    return names
 
 
 def _private(path: Path) -> list[Finding]:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from berth.errors import BerthError, CommandError
+
+#: Seconds a child gets to wind down after Ctrl-C before it is killed. Killing
+#: compose at once (what subprocess.run does) can leave a half-done recreate
+#: behind: the old container renamed, the new one holding the name.
+INTERRUPT_GRACE = 30
 
 INSTALL_HINTS = {
     "docker": "install Docker Engine >= 25 and the Compose v2 plugin (docs.docker.com/engine)",
@@ -33,16 +39,14 @@ def run(
     """
     full_env = None if env is None else {**os.environ, **env}
     try:
-        result = subprocess.run(
+        process = subprocess.Popen(
             list(cmd),
             cwd=cwd,
             env=full_env,
             text=True,
-            input=input,
+            stdin=subprocess.PIPE if input is not None else None,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
-            timeout=timeout,
-            check=False,
         )
     except FileNotFoundError as exc:
         tool = cmd[0]
@@ -50,13 +54,40 @@ def run(
             f"`{tool}` is not installed or not on PATH",
             fix=INSTALL_HINTS.get(tool, f"install {tool}"),
         ) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise BerthError(
-            f"`{' '.join(cmd[:4])} …` did not finish within {timeout:g} s",
-            fix=fix or "check `inv status` and `inv logs`",
-        ) from exc
+    with process:
+        try:
+            stdout, stderr = process.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            process.kill()
+            process.communicate()
+            raise BerthError(
+                f"`{' '.join(cmd[:4])} …` did not finish within {timeout:g} s",
+                fix=fix or "check `inv status` and `inv logs`",
+            ) from exc
+        except KeyboardInterrupt:
+            _let_finish(process)
+            raise
+    result = subprocess.CompletedProcess(list(cmd), process.returncode or 0, stdout, stderr)
     if check and result.returncode != 0:
         raise CommandError(
             cmd, result.returncode, result.stdout or "", result.stderr or "", what=what, fix=fix
         )
     return result
+
+
+def _let_finish(process: subprocess.Popen[str]) -> None:
+    """After Ctrl-C: let the child stop cleanly, then make sure it is gone.
+
+    On a terminal the child got the same SIGINT from the process group; when
+    only we were signalled (`kill -INT <pid>`), pass it on.
+    """
+    try:
+        process.communicate(timeout=0.5)
+        return
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.communicate(timeout=INTERRUPT_GRACE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()

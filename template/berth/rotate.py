@@ -265,9 +265,17 @@ def recreate(project: Project, service: str) -> None:
     itself: `write_atomic` renames a new file into place, and a running
     container keeps seeing the old one until its mounts are set up again.
     Volumes (the data) are kept; dependencies are left alone.
+
+    Remove, then create (rather than `up --force-recreate`): an interrupted
+    recreate can leave the old container renamed beside a new one holding the
+    name, which a second `--force-recreate` trips over; `rm` clears both.
     """
     project.compose.run(
-        "up", "--detach", "--no-deps", "--force-recreate",
+        "rm", "--stop", "--force", service,
+        what=f"removing the {service} container (its volumes are kept)",
+    )  # fmt: skip
+    project.compose.run(
+        "up", "--detach", "--no-deps",
         "--wait", "--wait-timeout", str(RECREATE_TIMEOUT), service,
         what=f"recreating {service} so it reads the new secret",
         fix=f"`inv logs --service {service}`",
