@@ -397,3 +397,31 @@ def test_engine_query_falls_back_with_none(tmp_path: Path) -> None:
     path, thread = fake_engine(tmp_path, b'HTTP/1.0 200 OK\r\n\r\n{"Version": "27.0.1"}')
     assert engine.query(engine.server_version, {"DOCKER_HOST": f"unix://{path}"}) == "27.0.1"
     thread.join(5)
+
+
+def test_ctrl_c_lets_the_child_wind_down(tmp_path: Path) -> None:
+    """Ctrl-C while a child runs: the child gets SIGINT and time to clean up
+    (compose finishing a recreate), not an immediate SIGKILL; then we re-raise."""
+    import signal
+    import sys
+
+    from berth import proc
+
+    marker = tmp_path / "cleaned-up"
+    child = (
+        "import pathlib, signal, sys, time\n"
+        "def stop(*_):\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('yes')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            proc.run([sys.executable, "-c", child], timeout=30)
+    finally:
+        timer.cancel()
+    assert marker.read_text() == "yes", "the child ran its SIGINT handler"
