@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from berth.errors import BerthError, CommandError
 
@@ -60,3 +61,41 @@ def run(
             cmd, result.returncode, result.stdout or "", result.stderr or "", what=what, fix=fix
         )
     return result
+
+
+def stream(
+    cmd: Sequence[str],
+    *,
+    stdout: IO[bytes] | int | None = None,
+    stdin: IO[bytes] | int | None = None,
+    cwd: Path | None = None,
+    what: str = "",
+    fix: str = "",
+) -> bytes:
+    """Run `cmd` with binary stdin/stdout connected to open files (or DEVNULL/PIPE).
+
+    For dumps and restores: the data flows between the child and the file in
+    the kernel, never through our memory. stderr is kept for the error
+    message. On any exception (Ctrl-C included) the child is killed first, so
+    an interrupted backup stops writing at once. Returns stdout when PIPE.
+    """
+    try:
+        child = subprocess.Popen(
+            list(cmd), cwd=cwd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError as exc:
+        tool = cmd[0]
+        raise BerthError(
+            f"`{tool}` is not installed or not on PATH",
+            fix=INSTALL_HINTS.get(tool, f"install {tool}"),
+        ) from exc
+    try:
+        out, err = child.communicate()
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    if child.returncode != 0:
+        text = (err or b"").decode(errors="replace")
+        raise CommandError(cmd, child.returncode, "", text, what=what, fix=fix)
+    return out or b""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import quote
 
 from berth import scram
-from berth.service import Endpoints, Port, SecretLookup, Service
+from berth.service import Endpoints, Port, SecretLookup, Service, load_module
 
 
 def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[str, str]:
@@ -32,4 +33,5 @@ SERVICE = Service(
     secrets=("postgres_password",),
     derived=verifier_file,
     urls=urls,
+    backup=load_module(Path(__file__).with_name("backup.py")).HOOK,
 )
