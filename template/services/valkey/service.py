@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import quote
 
 from berth.errors import BerthError
-from berth.service import Endpoints, Port, SecretLookup, Service
+from berth.service import Endpoints, Port, SecretLookup, Service, load_module
 
 #: Commands the application user may not run: administration (CONFIG, DEBUG,
 #: SHUTDOWN, MONITOR, SAVE, REPLICAOF, MODULE, ...), wiping every database, and
@@ -57,4 +58,5 @@ SERVICE = Service(
     secrets=("valkey_password", "valkey_admin_password"),
     derived=acl,
     urls=urls,
+    backup=load_module(Path(__file__).with_name("backup.py")).HOOK,
 )
