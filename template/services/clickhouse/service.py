@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import resource
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import quote
 
-from berth.service import Endpoints, Port, SecretLookup, Service
+from berth.service import Endpoints, Port, SecretLookup, Service, load_module
 
 
 def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[str, str]:
@@ -44,4 +45,5 @@ SERVICE = Service(
     secrets=("clickhouse_password",),
     urls=urls,
     preflight=preflight,
+    backup=load_module(Path(__file__).with_name("backup.py")).HOOK,
 )
