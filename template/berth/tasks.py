@@ -185,7 +185,6 @@ def backups(c: Context, env: str = "dev") -> None:
 
 
 @task(
-    positional=["name"],
     iterable=["service"],
     help={
         "name": "the bundle to restore (`inv backups` lists them)",
@@ -198,7 +197,7 @@ def backups(c: Context, env: str = "dev") -> None:
 @handled
 def restore(
     c: Context,
-    name: str | None = None,  # None: invoke fills a positional argument only while unset
+    name: str = "",
     latest: bool = False,
     service: list[str] | None = None,
     yes: bool = False,
@@ -207,7 +206,7 @@ def restore(
     """Restore a backup (verified first; the current data is backed up before)."""
     project = load(env)
     with lock.held(project.root, "restore"):
-        folder = backups_.resolve(project, name or "", latest=latest)
+        folder = backups_.resolve(project, name, latest=latest)
         plan = backups_.plan_restore(project, folder, service or ())
         names = ", ".join(s.name for s in plan.services)
         backups_.confirm(
@@ -308,7 +307,7 @@ def _command(
     extra: Sequence[str] = (),
 ) -> str:
     """The exact command line to repeat a task non-interactively."""
-    parts = ["inv", task_name] + ([name] if name else [])
+    parts = ["inv", task_name] + (["--name", name] if name else [])
     for service in services:
         parts += ["--service", service]
     parts += list(extra)

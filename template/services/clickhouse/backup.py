@@ -201,9 +201,9 @@ def load(project: Project, folder: Path, database: Info, stamp: str) -> str:
     fresh = f"{database['name']}__restore_{stamp}"
     query(project, f"CREATE DATABASE {ident(fresh)}")
     try:
-        # Plain views last: they may select from the tables.
-        ordered = sorted(database["tables"], key=lambda t: t["engine"] == "View")
-        for table in ordered:
+        for table in database["tables"]:
+            if table["engine"] == "View":
+                continue  # created after the switch-over: they name the tables in <db>
             query(project, retarget(table["ddl"], database["name"], fresh))
             if table["data"]:
                 path = folder / table["data"]
@@ -232,7 +232,8 @@ def retarget(ddl: str, database: str, fresh: str) -> str:
 
 
 def switch_over(project: Project, database: Info, fresh: str, stamp: str) -> None:
-    """Move the current tables aside and the restored ones in, in one RENAME each."""
+    """Move the current tables aside and the restored ones in, in one RENAME each;
+    then create the saved views, which select from the tables now in place."""
     name = database["name"]
     old = f"{name}__old_{stamp}"
     exists = name in [
@@ -244,7 +245,7 @@ def switch_over(project: Project, database: Info, fresh: str, stamp: str) -> Non
     if current:
         query(project, f"CREATE DATABASE {ident(old)}")
         query(project, "RENAME TABLE " + ", ".join(moves(name, old, current)))
-    restored = [t["name"] for t in database["tables"]]
+    restored = [t["name"] for t in database["tables"] if t["engine"] != "View"]
     if restored:
         try:
             query(project, "RENAME TABLE " + ", ".join(moves(fresh, name, restored)))
@@ -252,6 +253,8 @@ def switch_over(project: Project, database: Info, fresh: str, stamp: str) -> Non
             if current:
                 query(project, "RENAME TABLE " + ", ".join(moves(old, name, current)))
             raise
+    for view in (t for t in database["tables"] if t["engine"] == "View"):
+        query(project, view["ddl"])
     if current:
         query(project, f"DROP DATABASE {ident(old)}")
     query(project, f"DROP DATABASE {ident(fresh)}")
