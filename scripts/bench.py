@@ -1,4 +1,4 @@
-"""Benchmark: how fast a rendered stack gets healthy, and what `inv` adds.
+"""Benchmark: how fast a rendered stack gets healthy, what `inv` adds, and backups.
 
 Run with `nox -s bench` (not part of the default test run). In ONE run, so
 ratios are meaningful on a noisy machine, for each rendered project:
@@ -6,6 +6,8 @@ cold `inv up` (no containers, no volumes), warm `inv up` (containers stopped,
 volumes kept) and `inv down`, the same with raw `docker compose`, per-service
 start -> healthy from `docker inspect`, idle memory after 30 s, and the
 `copier copy` render time. Writes bench/results.json and bench/RESULTS.md.
+Also backup/restore of a ~1 GB PostgreSQL database vs raw pg_dump/pg_restore
+(bench/backup.json, bench/BACKUP.md; `--only backup --backup-mb N`).
 Every stack it starts is removed with its volumes, also on failure.
 """
 
@@ -168,6 +170,111 @@ def measure_stack(root: Path, reps: int, idle_seconds: int) -> dict[str, Any]:
     return summary
 
 
+def measure_backup(work: Path, megabytes: int) -> dict[str, Any]:
+    """`inv backup`/`inv restore` of a PostgreSQL database of about `megabytes`
+    vs raw `pg_dump -Fc` to a host file and `pg_restore -j` in the same container.
+
+    Raw restore = copy the dump in + createdb + pg_restore -j (what berth does
+    minus its checks). berth's restore is timed twice: as `inv restore --yes`
+    (which first takes a safety backup of the current data, i.e. a second
+    dump) and through the same code without the safety backup, so the ratio
+    compares like with like.
+    """
+    from harness import render
+
+    slug = f"berth-bench-backup-{uuid.uuid4().hex[:6]}"
+    root = render(work / slug, project_slug=slug, services=["postgres"], pgvector=False,
+                  **free_port_answers())  # fmt: skip
+    stack = Stack(root)
+    project = stack.project
+    env = project.values
+    user, db = env["POSTGRES_USER"], env["POSTGRES_DB"]
+
+    def psql(query: str) -> str:
+        return project.compose.run(
+            "exec", "-T", "postgres", "psql", "-X", "-At", "-U", user, "-d", db, "-c", query
+        ).stdout.strip()
+
+    try:
+        stack.inv("up")
+        rows = megabytes * 1024 * 1024 // 110  # ~110 bytes per row on disk
+        fill = (
+            "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b,"  # noqa: S608 - rows is an int
+            f" now() AS at FROM generate_series(1, {int(rows)}) g"
+        )
+        psql(fill)
+        size = int(psql("SELECT pg_database_size(current_database())"))
+        print(f"bench: backup of a {size / 2**20:.0f} MiB database", flush=True)
+        raw_file = work / f"{slug}-raw.dump"
+        inside = "/tmp/raw.dump"  # noqa: S108 - a path inside the container
+        jobs = max(1, min(4, os.cpu_count() or 1))  # as berth's PostgreSQL hook
+
+        def raw_dump() -> None:
+            with raw_file.open("wb") as out:
+                project.compose.stream("exec", "-T", "postgres", "pg_dump", "-Fc", "-U", user,
+                                       "-d", db, stdout=out)  # fmt: skip
+
+        def raw_restore() -> None:
+            project.compose.run("cp", str(raw_file), f"postgres:{inside}")
+            psql("CREATE DATABASE rawcopy")
+            project.compose.run("exec", "-T", "postgres", "pg_restore", "--exit-on-error",
+                                f"--jobs={jobs}", "-U", user, "-d", "rawcopy", inside)  # fmt: skip
+
+        def cleanup_raw() -> None:
+            psql("DROP DATABASE IF EXISTS rawcopy")
+            project.compose.run("exec", "-T", "postgres", "rm", "-f", inside)
+
+        def berth_restore_only() -> None:
+            from berth import backup
+
+            plan = backup.plan_restore(project, root / "backups" / "bench")
+            backup.restore(project, plan, safety=False)
+
+        raw_backup_s = timed(raw_dump)
+        berth_backup_s = timed(lambda: stack.inv("backup", "--name", "bench"))
+        raw_restore_s = timed(raw_restore)
+        cleanup_raw()
+        berth_restore_s = timed(berth_restore_only)
+        inv_restore_s = timed(lambda: stack.inv("restore", "--name", "bench", "--yes"))
+        dump_mb = raw_file.stat().st_size / 2**20
+    finally:
+        stack.wipe()
+    mb = size / 2**20
+    return {
+        "database_mib": round(mb, 1),
+        "dump_mib": round(dump_mb, 1),
+        "raw_pg_dump_s": round(raw_backup_s, 2),
+        "inv_backup_s": round(berth_backup_s, 2),
+        "raw_pg_restore_s": round(raw_restore_s, 2),
+        "berth_restore_without_safety_backup_s": round(berth_restore_s, 2),
+        "inv_restore_with_safety_backup_s": round(inv_restore_s, 2),
+        "backup_throughput_ratio": round(raw_backup_s / berth_backup_s, 3),
+        "restore_throughput_ratio": round(raw_restore_s / berth_restore_s, 3),
+        "backup_mib_per_s": round(mb / berth_backup_s, 1),
+        "restore_mib_per_s": round(mb / berth_restore_s, 1),
+    }
+
+
+def backup_markdown(data: dict[str, Any], created: str) -> str:
+    return "\n".join([
+        "# berth backup benchmark",
+        "",
+        f"Measured {created} with `nox -s bench -- --only backup --backup-mb N`; one run each,"
+        f" database {data['database_mib']} MiB (`pg_database_size`), dump {data['dump_mib']} MiB.",
+        "",
+        "| step | raw (s) | berth (s) | throughput ratio (target >= 0.9) |",
+        "| --- | --- | --- | --- |",
+        f"| backup: `pg_dump -Fc` to a host file vs `inv backup` | {data['raw_pg_dump_s']} |"
+        f" {data['inv_backup_s']} | {data['backup_throughput_ratio']} |",
+        f"| restore: cp + createdb + `pg_restore -j4` vs berth restore (no safety backup) |"
+        f" {data['raw_pg_restore_s']} | {data['berth_restore_without_safety_backup_s']} |"
+        f" {data['restore_throughput_ratio']} |",
+        f"| `inv restore --yes` (takes a safety backup first) | | "
+        f"{data['inv_restore_with_safety_backup_s']} | |",
+        "",
+    ])  # fmt: skip
+
+
 def measure_render(reps: int, work: Path) -> dict[str, float]:
     times = []
     for i in range(reps):
@@ -308,11 +415,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="repetitions per measurement")
     parser.add_argument("--idle", type=int, default=30, help="seconds idle before memory")
+    parser.add_argument(
+        "--backup-mb",
+        type=int,
+        default=1024,
+        help="size of the PostgreSQL database for the backup benchmark",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["stacks", "backup"],
+        help="run only the stack benchmark or only the backup benchmark",
+    )
     args = parser.parse_args()
 
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
+    if args.only != "stacks":
+        created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        data = {"created": created, "machine": machine(), **measure_backup(OUT, args.backup_mb)}
+        (REPO / "bench" / "backup.json").write_text(json.dumps(data, indent=2) + "\n")
+        (REPO / "bench" / "BACKUP.md").write_text(backup_markdown(data, created))
+        print(backup_markdown(data, created))
+        if args.only == "backup":
+            return 0
     sets = {"defaults": default_services(), "full": service_choices()}
     projects: dict[str, Any] = {}
     measured: dict[tuple[str, ...], dict[str, Any]] = {}

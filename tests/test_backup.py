@@ -308,6 +308,35 @@ def test_damaged_bundle_is_refused_and_nothing_changes(
     shutil.rmtree(root / "backups" / name)
 
 
+def test_a_failing_restore_leaves_the_current_data_in_place(root: Path) -> None:
+    """A dump that passes the checksums but breaks halfway through pg_restore (as if
+    written truncated by a faulty tool): the current databases stay as they were."""
+    project = Project(root)
+    folder = root / "backups" / "half-dump"
+    shutil.copytree(root / "backups" / "base", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    main = project.values["POSTGRES_DB"]
+    entry = next(d for d in manifest["services"]["postgres"]["info"]["databases"]
+                 if d["name"] == main)  # fmt: skip
+    dump = folder / "postgres" / entry["file"]
+    dump.write_bytes(dump.read_bytes()[: dump.stat().st_size * 2 // 3])
+    manifest["files"] = backup.file_table(folder)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    before = fingerprint(project)
+
+    result = inv(root, "restore", "--name", "half-dump", "--service", "postgres", "--yes",
+                 check=False)  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"restoring PostgreSQL database {main} into {main}__restore_" in last
+    assert "the current database is unchanged" in last
+    assert fingerprint(project) == before
+    with pg(project) as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
+    assert not [n for n in names if "__restore_" in n or "__old_" in n], names
+    shutil.rmtree(folder)
+
+
 def test_restore_without_yes_and_no_terminal_refuses_with_the_command(root: Path) -> None:
     result = inv(root, "restore", "--name", "base", "--service", "valkey", check=False)
     assert result.returncode == 1
@@ -409,3 +438,14 @@ def test_postgres18_bundle_is_refused_by_postgres17(root: Path, tmp_path: Path) 
         assert "PostgreSQL 18 dump and this server is PostgreSQL 17" in last
         assert pg_print(project) == before
         assert bundle_names(older) == ["base"], "no safety backup: nothing was touched"
+
+
+def test_prune_is_a_dry_run_unless_yes(root: Path) -> None:
+    before = bundle_names(root)
+    assert len(before) >= 3
+    dry = inv(root, "prune", "--keep", "1")
+    assert "dry run; add --yes to delete" in dry.stdout
+    assert dry.stdout.count("would delete backups/") == len(before) - 1
+    assert bundle_names(root) == before
+    inv(root, "prune", "--keep", "1", "--yes")
+    assert bundle_names(root) == before[-1:]

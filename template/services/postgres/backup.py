@@ -117,22 +117,28 @@ def check_dump(project: Project, path: Path, name: str) -> int:
 # ── restore ─────────────────────────────────────────────────────────────────
 def restore(project: Project, folder: Path, info: Info) -> list[str]:
     stamp = timestamp()
-    user = project.values["POSTGRES_USER"]
-    # Roles first: the restored objects name their owners. Existing roles stay
-    # as they are (the "already exists" errors are expected and ignored).
-    project.compose.run(
-        "exec", "-T", SERVICE, "psql", "-X", "-q", "-U", user, "-d", "postgres",
-        input=(folder / info["globals"]).read_text(encoding="utf-8"),
-        what="restoring PostgreSQL roles",
-    )  # fmt: skip
-    restored = []
+    # pg_restore -j needs seekable files: the payload is copied in once.
+    inside = f"/tmp/berth-restore-{stamp}"  # noqa: S108 - a path inside the container
+    project.compose.run("cp", str(folder), f"{SERVICE}:{inside}", what="copying the dumps in")
+    restored: list[tuple[Info, str]] = []
     try:
+        # Roles first: the restored objects name their owners. Existing roles
+        # stay as they are (the "already exists" errors are expected).
+        project.compose.run(
+            "exec", "-T", SERVICE, "psql", "-X", "-q", "-U", project.values["POSTGRES_USER"],
+            "-d", "postgres", "-f", f"{inside}/{info['globals']}",
+            what="restoring PostgreSQL roles",
+        )  # fmt: skip
         for database in info["databases"]:
-            restored.append((database, load(project, folder / database["file"], database, stamp)))
+            fresh = f"{database['name']}__restore_{stamp}"
+            restored.append((database, fresh))
+            load(project, f"{inside}/{database['file']}", database, fresh)
     except BaseException:
         for _database, fresh in restored:
             drop(project, fresh)
         raise
+    finally:
+        project.compose.run("exec", "-T", SERVICE, "rm", "-rf", inside, check=False)
     notes = []
     for database, fresh in restored:
         switch_over(project, fresh, database["name"], stamp)
@@ -140,9 +146,8 @@ def restore(project: Project, folder: Path, info: Info) -> list[str]:
     return notes
 
 
-def load(project: Project, dump_file: Path, database: Info, stamp: str) -> str:
-    """Restore one dump into a fresh database; returns its name."""
-    fresh = f"{database['name']}__restore_{stamp}"
+def load(project: Project, dump_file: str, database: Info, fresh: str) -> None:
+    """Restore one dump (a path in the container) into a new database `fresh`."""
     psql(
         project,
         'CREATE DATABASE :"fresh" WITH TEMPLATE template0 OWNER :"owner" ENCODING :\'enc\' '
@@ -150,22 +155,12 @@ def load(project: Project, dump_file: Path, database: Info, stamp: str) -> str:
         fresh=fresh, owner=database["owner"], enc=database["encoding"],
         coll=database["collate"], ctype=database["ctype"],
     )  # fmt: skip
-    # pg_restore -j needs a seekable file, so the dump is copied in first.
-    inside = f"/tmp/berth-restore-{stamp}-{dump_file.name}"  # noqa: S108 - container path
-    try:
-        project.compose.run("cp", str(dump_file), f"{SERVICE}:{inside}", what="copying the dump")
-        project.compose.run(
-            "exec", "-T", SERVICE, "pg_restore", "--exit-on-error", f"--jobs={jobs()}",
-            "-U", project.values["POSTGRES_USER"], "-d", fresh, inside,
-            what=f"restoring PostgreSQL database {database['name']} into {fresh}",
-            fix="the current database is unchanged; see the error above",
-        )  # fmt: skip
-    except BaseException:
-        drop(project, fresh)
-        raise
-    finally:
-        project.compose.run("exec", "-T", SERVICE, "rm", "-f", inside, check=False)
-    return fresh
+    project.compose.run(
+        "exec", "-T", SERVICE, "pg_restore", "--exit-on-error", f"--jobs={jobs()}",
+        "-U", project.values["POSTGRES_USER"], "-d", fresh, dump_file,
+        what=f"restoring PostgreSQL database {database['name']} into {fresh}",
+        fix="the current database is unchanged; see the error above",
+    )  # fmt: skip
 
 
 def jobs() -> int:
@@ -176,42 +171,44 @@ def drop(project: Project, name: str) -> None:
     psql(project, 'DROP DATABASE IF EXISTS :"name" WITH (FORCE);', name=name)
 
 
-SWITCH_OLD = """
+#: One session: no new connections to the current database, end the open ones
+#: (PgBouncer reconnects to the new one), move it aside, move the restored one
+#: in, drop the old one. Any error stops the script; RECOVER then undoes it.
+SWITCH = r"""
+SELECT EXISTS (SELECT FROM pg_database WHERE datname = :'name') AS had \gset
+\if :had
 ALTER DATABASE :"name" WITH ALLOW_CONNECTIONS false;
 SELECT count(pg_terminate_backend(pid, :timeout)) FROM pg_stat_activity
  WHERE datname = :'name' AND pid <> pg_backend_pid();
 ALTER DATABASE :"name" RENAME TO :"old";
+\endif
+ALTER DATABASE :"fresh" RENAME TO :"name";
+\if :had
+DROP DATABASE :"old" WITH (FORCE);
+\endif
+"""
+RECOVER = r"""
+SELECT EXISTS (SELECT FROM pg_database WHERE datname = :'old')
+   AND NOT EXISTS (SELECT FROM pg_database WHERE datname = :'name') AS back \gset
+\if :back
+ALTER DATABASE :"old" RENAME TO :"name";
+\endif
+ALTER DATABASE :"name" WITH ALLOW_CONNECTIONS true;
 """
 
 
 def switch_over(project: Project, fresh: str, name: str, stamp: str) -> None:
     """Put the restored database in place of the current one, then drop the old."""
-    old = f"{name}__old_{stamp}"
+    names = {"name": name, "old": f"{name}__old_{stamp}", "fresh": fresh}
     maint = maintenance_db(project, avoid=name)
-    exists = psql(
-        project, "SELECT 1 FROM pg_database WHERE datname = :'name';", db=maint, name=name
-    )
-    if exists.strip():
-        try:
-            # No new sessions, end the current ones (PgBouncer reconnects to
-            # the new database), then move the old one aside.
-            psql(project, SWITCH_OLD, db=maint, name=name, old=old, timeout=str(TERMINATE_MS))
-        except BerthError:
-            psql(project, 'ALTER DATABASE :"name" WITH ALLOW_CONNECTIONS true;', db=maint,
-                 name=name)  # fmt: skip
-            drop(project, fresh)
-            raise
     try:
-        psql(project, 'ALTER DATABASE :"fresh" RENAME TO :"name";', db=maint, fresh=fresh,
-             name=name)  # fmt: skip
+        psql(project, SWITCH, db=maint, timeout=str(TERMINATE_MS), **names)
     except BerthError:
-        if exists.strip():
-            psql(project, 'ALTER DATABASE :"old" RENAME TO :"name";\n'
-                 'ALTER DATABASE :"name" WITH ALLOW_CONNECTIONS true;', db=maint, old=old,
-                 name=name)  # fmt: skip
+        try:
+            psql(project, RECOVER, db=maint, **names)
+        finally:
+            drop(project, fresh)
         raise
-    if exists.strip():
-        psql(project, 'DROP DATABASE :"old" WITH (FORCE);', db=maint, old=old)
 
 
 HOOK = Backup(server=server, dump=dump, incompatible=incompatible, restore=restore)
