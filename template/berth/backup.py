@@ -432,6 +432,7 @@ def owned_volumes(project: Project, services: Sequence[Service]) -> list[str]:
     filters = [f"label=com.docker.compose.project={project.name}"]
     filters += [f"volume={v}" for v in existing]
     here = project.root.resolve()
+    ours = False
     for flt in filters:
         out = _docker(
             "ps", "--all", "--filter", flt, "--format",
@@ -445,6 +446,14 @@ def owned_volumes(project: Project, services: Sequence[Service]) -> list[str]:
                     why=f"container {container} of that name belongs to {folder}, not {here}",
                     fix="give this project its own COMPOSE_PROJECT_NAME in .env",
                 )
+            ours = ours or bool(folder)
+    if existing and not ours:
+        # No container vouches for the volumes: they may be another folder's.
+        raise BerthError(
+            f"cannot tell whether volumes {', '.join(existing)} belong to this folder",
+            why="no container of this project exists to show where it was created",
+            fix="run `inv up` first (then reset takes a safety backup too)",
+        )
     return existing
 
 
