@@ -18,7 +18,9 @@ from berth.errors import BerthError
 from berth.service import Backup, Service
 
 
-def make_bundle(folder: Path, files: dict[str, bytes]) -> Path:
+def make_bundle(
+    folder: Path, files: dict[str, bytes], created: str = "2026-01-02T03:04:05+00:00"
+) -> Path:
     """A bundle as backup.create writes it: payload files + a manifest of them."""
     folder.mkdir(parents=True)
     for rel, data in files.items():
@@ -28,7 +30,7 @@ def make_bundle(folder: Path, files: dict[str, bytes]) -> Path:
         "kind": backup.KIND,
         "format": backup.FORMAT,
         "name": folder.name,
-        "created_at": "2026-01-02T03:04:05+00:00",
+        "created_at": created,
         "services": {"postgres": {"image": "postgres:18", "info": {"major": 18}}},
         "files": backup.file_table(folder),
     }
@@ -123,6 +125,22 @@ def test_prune_keeps_the_newest_and_honours_age(tmp_path: Path) -> None:
     assert backup.prune_selection(found, keep=10, older_than_days=None, now=now) == []
     with pytest.raises(BerthError, match="say what to prune"):
         backup.prune_selection(found, keep=None, older_than_days=None, now=now)
+
+
+def test_latest_is_the_newest_whole_bundle_the_user_made(tmp_path: Path) -> None:
+    folder = tmp_path / "backups"
+    make_bundle(folder / "old", {"f": b"1"}, created="2026-01-01T00:00:00+00:00")
+    make_bundle(folder / "mine", {"f": b"1"}, created="2026-01-02T00:00:00+00:00")
+    make_bundle(folder / "safety-before-restore-x", {"f": b"1"}, "2026-01-03T00:00:00+00:00")
+    make_bundle(folder / "broken", {"f": b"1"}, created="2026-01-04T00:00:00+00:00")
+    (folder / "broken" / "f").write_bytes(b"12")
+    (folder / ".half.partial-1").mkdir()
+    project = SimpleNamespace(root=tmp_path)
+    assert backup.resolve(project, "", latest=True).name == "mine"  # type: ignore[arg-type]
+    listed = [b.name for b in backup.bundles(project)]  # type: ignore[arg-type]
+    assert listed == ["old", "mine", "safety-before-restore-x", "broken"], "oldest first"
+    with pytest.raises(BerthError, match="no backup named 'nope'"):
+        backup.resolve(project, "nope", latest=False)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", ["", ".hidden", "a/b", "../x", "x" * 101, "a b"])

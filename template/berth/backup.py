@@ -326,7 +326,9 @@ def resolve(project: Project, name: str, *, latest: bool) -> Path:
     if name and latest:
         raise BerthError("give a backup NAME or --latest, not both")
     if latest:
-        usable = [b for b in bundles(project) if not b.problem]
+        # Safety backups are restored by name: "latest" means the newest one
+        # the user made, not the state just replaced by a restore or reset.
+        usable = [b for b in bundles(project) if not b.problem and not is_safety(b.name)]
         if not usable:
             raise BerthError("there is no usable backup", fix="make one with `inv backup`")
         return usable[-1].path
@@ -392,8 +394,15 @@ def restore(project: Project, plan: Plan, *, safety: bool = True) -> list[str]:
     return notes
 
 
+SAFETY_PREFIX = "safety-before-"
+
+
 def safety_name(action: str) -> str:
-    return f"safety-before-{action}-{timestamp()}"
+    return f"{SAFETY_PREFIX}{action}-{timestamp()}"
+
+
+def is_safety(name: str) -> bool:
+    return name.startswith(SAFETY_PREFIX)
 
 
 def confirm(question: str, command: str, *, yes: bool) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 from invoke import Collection, Context, Exit, task
 
-from berth import backup as backups_
+from berth import backup as bundles  # the module; `backup` is the task
 from berth import checks, lock, report
 from berth.errors import BerthError
 from berth.project import Project
@@ -150,11 +151,11 @@ SERVICE_HELP = "only this stateful service (repeatable; default: all of them)"
 def backup(c: Context, service: list[str] | None = None, name: str = "", env: str = "dev") -> None:
     """Back up every stateful service into one verified bundle under backups/."""
     project = load(env)
-    chosen = backups_.stateful_services(project, service or ())
+    chosen = bundles.stateful_services(project, service or ())
     with lock.held(project.root, "backup"):
         started = time.monotonic()
-        folder = backups_.create(project, chosen, name=name)
-    size = backups_.human_size(backups_.inspect(folder).size)
+        folder = bundles.create(project, chosen, name=name)
+    size = bundles.human_size(bundles.inspect(folder).size)
     print(
         f"berth: backup {folder.name} of {', '.join(s.name for s in chosen)}"
         f" ({size}) written and verified in {time.monotonic() - started:.1f} s"
@@ -166,7 +167,7 @@ def backup(c: Context, service: list[str] | None = None, name: str = "", env: st
 def backups(c: Context, env: str = "dev") -> None:
     """List backup bundles: name, age, services, size, verified."""
     project = load(env)
-    found = backups_.bundles(project)
+    found = bundles.bundles(project)
     if not found:
         print("berth: no backups yet (make one with `inv backup`)")
         return
@@ -174,9 +175,9 @@ def backups(c: Context, env: str = "dev") -> None:
     rows = [
         (
             b.name,
-            backups_.human_age((now - b.created).total_seconds()),
+            bundles.human_age((now - b.created).total_seconds()),
             ",".join(b.services) or "-",
-            backups_.human_size(b.size),
+            bundles.human_size(b.size),
             "yes" if not b.problem else f"NO: {b.problem}",
         )
         for b in found
@@ -188,7 +189,7 @@ def backups(c: Context, env: str = "dev") -> None:
     iterable=["service"],
     help={
         "name": "the bundle to restore (`inv backups` lists them)",
-        "latest": "restore the newest usable bundle",
+        "latest": "restore the newest usable bundle made by `inv backup` (not a safety backup)",
         "service": "only this service's data from the bundle (repeatable; default: all in it)",
         "yes": "do not ask for confirmation (needed when stdin is not a terminal)",
         "env": ENV_HELP,
@@ -206,16 +207,16 @@ def restore(
     """Restore a backup (verified first; the current data is backed up before)."""
     project = load(env)
     with lock.held(project.root, "restore"):
-        folder = backups_.resolve(project, name, latest=latest)
-        plan = backups_.plan_restore(project, folder, service or ())
+        folder = bundles.resolve(project, name, latest=latest)
+        plan = bundles.plan_restore(project, folder, service or ())
         names = ", ".join(s.name for s in plan.services)
-        backups_.confirm(
+        bundles.confirm(
             f"Replace the data of {names} in {project.name} with backup {folder.name}"
             " (a safety backup is taken first)?",
             command=_command("restore", folder.name, service or (), env, yes=True),
             yes=yes,
         )
-        for note in backups_.restore(project, plan):
+        for note in bundles.restore(project, plan):
             print(f"berth: {note}")
     print(f"berth: restored {names} from {folder.name}")
 
@@ -233,17 +234,15 @@ def prune(
     c: Context, keep: int = -1, older_than: float = -1.0, yes: bool = False, env: str = "dev"
 ) -> None:
     """Delete old backup bundles; a dry run unless --yes."""
-    import shutil
-
     project = load(env)
-    found = backups_.bundles(project)
-    doomed = backups_.prune_selection(
+    found = bundles.bundles(project)
+    doomed = bundles.prune_selection(
         found,
         keep=keep if keep >= 0 else None,
         older_than_days=older_than if older_than >= 0 else None,
         now=datetime.now(UTC),
     )
-    stale = backups_.stale_partials(project)
+    stale = bundles.stale_partials(project)
     if not doomed and not stale:
         print(f"berth: nothing to prune ({len(found)} bundles kept)")
         return
@@ -277,12 +276,12 @@ def reset(
 ) -> None:
     """Delete the data of stateful services (after a safety backup) and start them fresh."""
     project = load(env)
-    chosen = backups_.stateful_services(project, service or ())
+    chosen = bundles.stateful_services(project, service or ())
     names = ", ".join(s.name for s in chosen)
     extra = ["--no-backup"] if no_backup else []
     with lock.held(project.root, "reset"):
-        volumes = backups_.owned_volumes(project, chosen)
-        backups_.confirm(
+        volumes = bundles.owned_volumes(project, chosen)
+        bundles.confirm(
             f"Delete the data of {names} in {project.name}"
             + (" for good (no safety backup)" if no_backup else " (a safety backup is taken first)")
             + "?",
@@ -290,9 +289,9 @@ def reset(
             yes=yes,
         )
         if not no_backup:
-            kept = backups_.create(project, chosen, name=backups_.safety_name("reset"))
+            kept = bundles.create(project, chosen, name=bundles.safety_name("reset"))
             print(f"berth: safety backup of the current data: {kept.name}")
-        backups_.remove(project, chosen, volumes)
+        bundles.remove(project, chosen, volumes)
         print(f"berth: removed {names} and volumes {', '.join(volumes) or '(none)'}")
         start(project, timeout=timeout)
 
