@@ -170,7 +170,7 @@ def measure_stack(root: Path, reps: int, idle_seconds: int) -> dict[str, Any]:
     return summary
 
 
-def measure_backup(work: Path, megabytes: int) -> dict[str, Any]:
+def measure_backup(work: Path, megabytes: int, reps: int) -> dict[str, Any]:
     """`inv backup`/`inv restore` of a PostgreSQL database of about `megabytes`
     vs raw `pg_dump -Fc` to a host file and `pg_restore -j` in the same container.
 
@@ -224,34 +224,43 @@ def measure_backup(work: Path, megabytes: int) -> dict[str, Any]:
             psql("DROP DATABASE IF EXISTS rawcopy")
             project.compose.run("exec", "-T", "postgres", "rm", "-f", inside)
 
-        def berth_restore_only() -> None:
+        def berth_restore_only(name: str) -> None:
             from berth import backup
 
-            plan = backup.plan_restore(project, root / "backups" / "bench")
+            plan = backup.plan_restore(project, root / "backups" / name)
             backup.restore(project, plan, safety=False)
 
-        raw_backup_s = timed(raw_dump)
-        berth_backup_s = timed(lambda: stack.inv("backup", "--name", "bench"))
-        raw_restore_s = timed(raw_restore)
-        cleanup_raw()
-        berth_restore_s = timed(berth_restore_only)
-        inv_restore_s = timed(lambda: stack.inv("restore", "--name", "bench", "--yes"))
+        runs: dict[str, list[float]] = {"raw_dump": [], "inv_backup": [], "raw_restore": [],
+                                        "berth_restore": []}  # fmt: skip
+        for rep in range(reps):
+            # Interleaved, so load from anything else on the machine hits both alike.
+            runs["raw_dump"].append(timed(raw_dump))
+            name = f"bench-{rep}"
+            runs["inv_backup"].append(timed(lambda name=name: stack.inv("backup", "--name", name)))
+            runs["raw_restore"].append(timed(raw_restore))
+            cleanup_raw()
+            runs["berth_restore"].append(timed(lambda name=name: berth_restore_only(name)))
+        inv_restore_s = timed(lambda: stack.inv("restore", "--name", "bench-0", "--yes"))
         dump_mb = raw_file.stat().st_size / 2**20
     finally:
         stack.wipe()
     mb = size / 2**20
+    med = {k: statistics.median(v) for k, v in runs.items()}
     return {
         "database_mib": round(mb, 1),
         "dump_mib": round(dump_mb, 1),
-        "raw_pg_dump_s": round(raw_backup_s, 2),
-        "inv_backup_s": round(berth_backup_s, 2),
-        "raw_pg_restore_s": round(raw_restore_s, 2),
-        "berth_restore_without_safety_backup_s": round(berth_restore_s, 2),
+        "reps": reps,
+        "runs_s": {k: [round(x, 2) for x in v] for k, v in runs.items()},
+        "raw_pg_dump_s": round(med["raw_dump"], 2),
+        "inv_backup_s": round(med["inv_backup"], 2),
+        "raw_pg_restore_s": round(med["raw_restore"], 2),
+        "berth_restore_without_safety_backup_s": round(med["berth_restore"], 2),
         "inv_restore_with_safety_backup_s": round(inv_restore_s, 2),
-        "backup_throughput_ratio": round(raw_backup_s / berth_backup_s, 3),
-        "restore_throughput_ratio": round(raw_restore_s / berth_restore_s, 3),
-        "backup_mib_per_s": round(mb / berth_backup_s, 1),
-        "restore_mib_per_s": round(mb / berth_restore_s, 1),
+        "backup_throughput_ratio": round(med["raw_dump"] / med["inv_backup"], 3),
+        "restore_throughput_ratio": round(med["raw_restore"] / med["berth_restore"], 3),
+        "backup_mib_per_s": round(mb / med["inv_backup"], 1),
+        "restore_mib_per_s": round(mb / med["berth_restore"], 1),
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -259,8 +268,10 @@ def backup_markdown(data: dict[str, Any], created: str) -> str:
     return "\n".join([
         "# berth backup benchmark",
         "",
-        f"Measured {created} with `nox -s bench -- --only backup --backup-mb N`; one run each,"
-        f" database {data['database_mib']} MiB (`pg_database_size`), dump {data['dump_mib']} MiB.",
+        f"Measured {created} with `nox -s bench -- --only backup --backup-mb N`; medians of"
+        f" {data['reps']} interleaved runs (all runs in backup.json), database"
+        f" {data['database_mib']} MiB (`pg_database_size`), dump {data['dump_mib']} MiB;"
+        f" load average {data['load_average']:.1f} at the end (machine shared).",
         "",
         "| step | raw (s) | berth (s) | throughput ratio (target >= 0.9) |",
         "| --- | --- | --- | --- |",
@@ -415,6 +426,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="repetitions per measurement")
     parser.add_argument("--idle", type=int, default=30, help="seconds idle before memory")
+    parser.add_argument("--backup-reps", type=int, default=3,
+                        help="repetitions of each backup/restore measurement")  # fmt: skip
     parser.add_argument(
         "--backup-mb",
         type=int,
@@ -433,7 +446,11 @@ def main() -> int:
     OUT.mkdir(parents=True)
     if args.only != "stacks":
         created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        data = {"created": created, "machine": machine(), **measure_backup(OUT, args.backup_mb)}
+        data = {
+            "created": created,
+            "machine": machine(),
+            **measure_backup(OUT, args.backup_mb, args.backup_reps),
+        }
         (REPO / "bench" / "backup.json").write_text(json.dumps(data, indent=2) + "\n")
         (REPO / "bench" / "BACKUP.md").write_text(backup_markdown(data, created))
         print(backup_markdown(data, created))
