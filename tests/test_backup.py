@@ -421,6 +421,22 @@ def test_reset_confirms_then_leaves_a_safety_backup_that_restores(root: Path) ->
     assert fingerprint(project) == before
 
 
+def test_reset_of_one_service_leaves_the_others_alone(root: Path) -> None:
+    project = Project(root)
+    before = fingerprint(project)
+    others = sorted(c.id for c in project.containers() if c.service != "valkey")
+    result = inv(root, "reset", "--service", "valkey", "--yes")
+    assert f"volumes {project.name}_valkey-data" in result.stdout
+    after = fingerprint(project)
+    assert after["valkey"] == {}
+    assert (after["postgres"], after["ch"]) == (before["postgres"], before["ch"])
+    assert sorted(c.id for c in project.containers() if c.service != "valkey") == others
+    safety = [n for n in bundle_names(root) if n.startswith("safety-before-reset-")][-1]
+    assert backup.verify(root / "backups" / safety)["services"].keys() == {"valkey"}
+    inv(root, "restore", "--name", safety, "--yes")
+    assert fingerprint(project) == before
+
+
 def test_postgres18_bundle_is_refused_by_postgres17(root: Path, tmp_path: Path) -> None:
     older = render_stack(tmp_path, "pg17", services=["postgres"], postgres_version=17,
                          pgvector=False)  # fmt: skip

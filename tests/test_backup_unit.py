@@ -157,6 +157,22 @@ def test_confirmation_refuses_without_a_terminal(monkeypatch: pytest.MonkeyPatch
     backup.confirm("Delete?", "inv reset --yes", yes=True)  # --yes needs no terminal
 
 
+@pytest.mark.parametrize(("answer", "goes_on"), [("y", True), ("yes", True), ("", False),
+                                                 ("n", False)])  # fmt: skip
+def test_confirmation_on_a_terminal_asks(
+    monkeypatch: pytest.MonkeyPatch, answer: str, goes_on: bool
+) -> None:
+    asked = []
+    monkeypatch.setattr(sys, "stdin", SimpleNamespace(isatty=lambda: True))
+    monkeypatch.setattr("builtins.input", lambda q: asked.append(q) or answer)
+    if goes_on:
+        backup.confirm("Delete?", "inv reset --yes", yes=False)
+    else:
+        with pytest.raises(BerthError, match="cancelled; nothing was changed"):
+            backup.confirm("Delete?", "inv reset --yes", yes=False)
+    assert asked == ["Delete? [y/N] "]
+
+
 def fake_project(*services: Service) -> SimpleNamespace:
     def service(name: str) -> Service:
         return next(s for s in services if s.name == name)
