@@ -61,6 +61,12 @@ def test_a_flipped_byte_fails_verification(bundle: Path) -> None:
     with pytest.raises(BerthError, match="does not match its SHA-256"):
         backup.verify(bundle)
     assert backup.inspect(bundle).problem == "", "same size: only the full check sees it"
+    project = SimpleNamespace(root=bundle.parent)
+    (project.root / "backups").mkdir()
+    bundle.rename(project.root / "backups" / "b1")
+    assert backup.bundles(project)[0].problem == ""  # type: ignore[arg-type]
+    problem = backup.bundles(project, checksums=True)[0].problem  # type: ignore[arg-type]
+    assert "does not match its SHA-256" in problem
 
 
 def test_a_truncated_file_fails_verification_and_listing(bundle: Path) -> None:

@@ -313,12 +313,25 @@ def verify(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def bundles(project: Project) -> list[Bundle]:
-    """Every bundle folder under backups/, oldest first (partial folders excluded)."""
+def bundles(project: Project, *, checksums: bool = False) -> list[Bundle]:
+    """Every bundle folder under backups/, oldest first (partial folders excluded).
+
+    Without `checksums` a bundle counts as verified when its manifest is whole
+    and every file has the recorded size (a backup is only published after a
+    full check); with it, every file is re-read against its SHA-256.
+    """
     root = backups_dir(project)
     if not root.is_dir():
         return []
-    found = [inspect(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    found = []
+    for path in (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        bundle = inspect(path)
+        if checksums and not bundle.problem:
+            try:
+                verify(path)
+            except BerthError as error:
+                bundle = Bundle(path, bundle.manifest, error.why or error.what)
+        found.append(bundle)
     return sorted(found, key=lambda b: (b.created, b.name))
 
 

@@ -162,12 +162,17 @@ def backup(c: Context, service: list[str] | None = None, name: str = "", env: st
     )
 
 
-@task(help={"env": ENV_HELP})
+@task(
+    help={
+        "check": "also re-read every file against its SHA-256 (default: manifest and sizes)",
+        "env": ENV_HELP,
+    }
+)
 @handled
-def backups(c: Context, env: str = "dev") -> None:
+def backups(c: Context, check: bool = False, env: str = "dev") -> None:
     """List backup bundles: name, age, services, size, verified."""
     project = load(env)
-    found = bundles.bundles(project)
+    found = bundles.bundles(project, checksums=check)
     if not found:
         print("berth: no backups yet (make one with `inv backup`)")
         return
