@@ -30,6 +30,7 @@ from psycopg import sql
 from test_live import removed_afterwards
 
 from berth import backup, lock
+from berth.errors import BerthError
 from berth.project import Project
 from harness import free_port_answers, missing_images, render, tool_env
 
@@ -335,6 +336,30 @@ def test_a_failing_restore_leaves_the_current_data_in_place(root: Path) -> None:
         names = [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
     assert not [n for n in names if "__restore_" in n or "__old_" in n], names
     shutil.rmtree(folder)
+
+
+def test_valkey_puts_the_old_files_back_when_the_restored_server_fails_its_check(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollback path, driven through berth's own code: the new snapshot is
+    installed and Valkey restarted, then the post-start check fails."""
+    project = Project(root)
+    valkeys(project)["BROKER"].set("BROKER:only-now", "1")
+    before = valkey_print(project)
+    hook = project.service("valkey").backup
+    assert hook is not None
+
+    def failing_check(_project: Project, expected: int) -> None:
+        raise BerthError("simulated: the restored server looks wrong")
+
+    monkeypatch.setitem(hook.restore.__globals__, "check_keys", failing_check)
+    plan = backup.plan_restore(project, root / "backups" / "base", ["valkey"])
+    with pytest.raises(BerthError, match="simulated"):
+        backup.restore(project, plan, safety=False)
+    assert valkey_print(project) == before
+    left = project.compose.run("exec", "-T", "valkey", "ls", "-A", "/data").stdout.split()
+    assert sorted(left) == ["appendonlydir", "dump.rdb"], "no restore leftovers in the volume"
+    valkeys(project)["BROKER"].delete("BROKER:only-now")
 
 
 def test_restore_without_yes_and_no_terminal_refuses_with_the_command(root: Path) -> None:

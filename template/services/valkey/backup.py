@@ -239,6 +239,9 @@ def roll_back(project: Project, directory: str, names: list[str], old: str, stam
     helper(project, "find", old, "-mindepth", "1", "-maxdepth", "1",
            "-exec", "mv", "{}", f"{directory}/", ";")  # fmt: skip
     start(project)
+    # The rejected files are the bundle's payload, which stays in backups/.
+    new = f"{directory}/.berth-new-{stamp}"
+    project.compose.run("exec", "-T", SERVICE, "rm", "-rf", failed, old, new, check=False)
 
 
 HOOK = Backup(server=server, dump=dump, incompatible=incompatible, restore=restore)
