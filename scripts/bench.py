@@ -1,4 +1,4 @@
-"""Benchmark: how fast a rendered stack gets healthy, and what `inv` adds.
+"""Benchmark: how fast a rendered stack gets healthy, what `inv` adds, and backups.
 
 Run with `nox -s bench` (not part of the default test run). In ONE run, so
 ratios are meaningful on a noisy machine, for each rendered project:
@@ -6,6 +6,8 @@ cold `inv up` (no containers, no volumes), warm `inv up` (containers stopped,
 volumes kept) and `inv down`, the same with raw `docker compose`, per-service
 start -> healthy from `docker inspect`, idle memory after 30 s, and the
 `copier copy` render time. Writes bench/results.json and bench/RESULTS.md.
+Also backup/restore of a ~1 GB PostgreSQL database vs raw pg_dump/pg_restore
+(bench/backup.json, bench/BACKUP.md; `--only backup --backup-mb N`).
 Every stack it starts is removed with its volumes, also on failure.
 """
 
@@ -168,6 +170,122 @@ def measure_stack(root: Path, reps: int, idle_seconds: int) -> dict[str, Any]:
     return summary
 
 
+def measure_backup(work: Path, megabytes: int, reps: int) -> dict[str, Any]:
+    """`inv backup`/`inv restore` of a PostgreSQL database of about `megabytes`
+    vs raw `pg_dump -Fc` to a host file and `pg_restore -j` in the same container.
+
+    Raw restore = copy the dump in + createdb + pg_restore -j (what berth does
+    minus its checks). berth's restore is timed twice: as `inv restore --yes`
+    (which first takes a safety backup of the current data, i.e. a second
+    dump) and through the same code without the safety backup, so the ratio
+    compares like with like.
+    """
+    from harness import render
+
+    slug = f"berth-bench-backup-{uuid.uuid4().hex[:6]}"
+    root = render(work / slug, project_slug=slug, services=["postgres"], pgvector=False,
+                  **free_port_answers())  # fmt: skip
+    stack = Stack(root)
+    project = stack.project
+    env = project.values
+    user, db = env["POSTGRES_USER"], env["POSTGRES_DB"]
+
+    def psql(query: str) -> str:
+        return project.compose.run(
+            "exec", "-T", "postgres", "psql", "-X", "-At", "-U", user, "-d", db, "-c", query
+        ).stdout.strip()
+
+    try:
+        stack.inv("up")
+        rows = megabytes * 1024 * 1024 // 110  # ~110 bytes per row on disk
+        fill = (
+            "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b,"  # noqa: S608 - rows is an int
+            f" now() AS at FROM generate_series(1, {int(rows)}) g"
+        )
+        psql(fill)
+        size = int(psql("SELECT pg_database_size(current_database())"))
+        print(f"bench: backup of a {size / 2**20:.0f} MiB database", flush=True)
+        raw_file = work / f"{slug}-raw.dump"
+        inside = "/tmp/raw.dump"  # noqa: S108 - a path inside the container
+        jobs = max(1, min(4, os.cpu_count() or 1))  # as berth's PostgreSQL hook
+
+        def raw_dump() -> None:
+            with raw_file.open("wb") as out:
+                project.compose.stream("exec", "-T", "postgres", "pg_dump", "-Fc", "-U", user,
+                                       "-d", db, stdout=out)  # fmt: skip
+
+        def raw_restore() -> None:
+            project.compose.run("cp", str(raw_file), f"postgres:{inside}")
+            psql("CREATE DATABASE rawcopy")
+            project.compose.run("exec", "-T", "postgres", "pg_restore", "--exit-on-error",
+                                f"--jobs={jobs}", "-U", user, "-d", "rawcopy", inside)  # fmt: skip
+
+        def cleanup_raw() -> None:
+            psql("DROP DATABASE IF EXISTS rawcopy")
+            project.compose.run("exec", "-T", "postgres", "rm", "-f", inside)
+
+        def berth_restore_only(name: str) -> None:
+            from berth import backup
+
+            plan = backup.plan_restore(project, root / "backups" / name)
+            backup.restore(project, plan, safety=False)
+
+        runs: dict[str, list[float]] = {"raw_dump": [], "inv_backup": [], "raw_restore": [],
+                                        "berth_restore": []}  # fmt: skip
+        for rep in range(reps):
+            # Interleaved, so load from anything else on the machine hits both alike.
+            runs["raw_dump"].append(timed(raw_dump))
+            name = f"bench-{rep}"
+            runs["inv_backup"].append(timed(lambda name=name: stack.inv("backup", "--name", name)))
+            runs["raw_restore"].append(timed(raw_restore))
+            cleanup_raw()
+            runs["berth_restore"].append(timed(lambda name=name: berth_restore_only(name)))
+        inv_restore_s = timed(lambda: stack.inv("restore", "--name", "bench-0", "--yes"))
+        dump_mb = raw_file.stat().st_size / 2**20
+    finally:
+        stack.wipe()
+    mb = size / 2**20
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {
+        "database_mib": round(mb, 1),
+        "dump_mib": round(dump_mb, 1),
+        "reps": reps,
+        "runs_s": {k: [round(x, 2) for x in v] for k, v in runs.items()},
+        "raw_pg_dump_s": round(med["raw_dump"], 2),
+        "inv_backup_s": round(med["inv_backup"], 2),
+        "raw_pg_restore_s": round(med["raw_restore"], 2),
+        "berth_restore_without_safety_backup_s": round(med["berth_restore"], 2),
+        "inv_restore_with_safety_backup_s": round(inv_restore_s, 2),
+        "backup_throughput_ratio": round(med["raw_dump"] / med["inv_backup"], 3),
+        "restore_throughput_ratio": round(med["raw_restore"] / med["berth_restore"], 3),
+        "backup_mib_per_s": round(mb / med["inv_backup"], 1),
+        "restore_mib_per_s": round(mb / med["berth_restore"], 1),
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def backup_markdown(data: dict[str, Any], created: str) -> str:
+    return "\n".join([
+        "# berth backup benchmark",
+        "",
+        f"Measured {created} with `nox -s bench -- --only backup --backup-mb N`; medians of"
+        f" {data['reps']} interleaved runs (all runs in backup.json), database"
+        f" {data['database_mib']} MiB (`pg_database_size`), dump {data['dump_mib']} MiB;"
+        f" load average {data['load_average']:.1f} at the end (machine shared).",
+        "",
+        "| step | raw (s) | berth (s) | throughput ratio (target >= 0.9) |",
+        "| --- | --- | --- | --- |",
+        f"| backup: `pg_dump -Fc` to a host file vs `inv backup` | {data['raw_pg_dump_s']} |"
+        f" {data['inv_backup_s']} | {data['backup_throughput_ratio']} |",
+        f"| restore: cp + createdb + `pg_restore -j4` vs berth restore (no safety backup) |"
+        f" {data['raw_pg_restore_s']} | {data['berth_restore_without_safety_backup_s']} |"
+        f" {data['restore_throughput_ratio']} |",
+        f"| `inv restore --yes` (takes a safety backup first) | | "
+        f"{data['inv_restore_with_safety_backup_s']} | |",
+        "",
+    ])  # fmt: skip
+
+
 def measure_render(reps: int, work: Path) -> dict[str, float]:
     times = []
     for i in range(reps):
@@ -308,11 +426,36 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="repetitions per measurement")
     parser.add_argument("--idle", type=int, default=30, help="seconds idle before memory")
+    parser.add_argument("--backup-reps", type=int, default=3,
+                        help="repetitions of each backup/restore measurement")  # fmt: skip
+    parser.add_argument(
+        "--backup-mb",
+        type=int,
+        default=1024,
+        help="size of the PostgreSQL database for the backup benchmark",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["stacks", "backup"],
+        help="run only the stack benchmark or only the backup benchmark",
+    )
     args = parser.parse_args()
 
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
+    if args.only != "stacks":
+        created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        data = {
+            "created": created,
+            "machine": machine(),
+            **measure_backup(OUT, args.backup_mb, args.backup_reps),
+        }
+        (REPO / "bench" / "backup.json").write_text(json.dumps(data, indent=2) + "\n")
+        (REPO / "bench" / "BACKUP.md").write_text(backup_markdown(data, created))
+        print(backup_markdown(data, created))
+        if args.only == "backup":
+            return 0
     sets = {"defaults": default_services(), "full": full_catalog()}
     projects: dict[str, Any] = {}
     measured: dict[tuple[str, ...], dict[str, Any]] = {}

@@ -11,7 +11,7 @@ import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from berth import proc
 from berth.errors import CommandError
@@ -118,6 +118,19 @@ class Compose:
             stderr = proc.run(["docker", "compose", "version"], check=False).stderr or ""
         if COMPOSE_MISSING.search(stderr):
             raise compose_missing(stderr)
+
+    def stream(
+        self,
+        *args: str,
+        stdout: IO[bytes] | int | None = None,
+        stdin: IO[bytes] | int | None = None,
+        what: str = "",
+        fix: str = "",
+    ) -> bytes:
+        """Binary data to/from a compose command (e.g. `exec -T postgres pg_dump`)."""
+        return proc.stream(
+            self.argv(*args), stdout=stdout, stdin=stdin, cwd=self.project_dir, what=what, fix=fix
+        )
 
     def ps(self, *, all_containers: bool = True) -> list[Container]:
         args = ["ps", "--format", "json"]

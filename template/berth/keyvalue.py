@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from berth.errors import BerthError
+from berth.keyvalue_backup import SnapshotBackup
 from berth.rotate import Rotation, Unchanged, endpoint, expect_refused, recreate
 from berth.service import Endpoint, Endpoints, Port, SecretLookup, Service
 
@@ -48,6 +49,7 @@ class KeyValue:
             derived=self.acl,
             urls=self.urls,
             rotate=self.rotate,
+            backup=SnapshotBackup(self).hook(),
             **extra,
         )
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from berth.errors import BerthError, CommandError
 
@@ -91,3 +92,41 @@ def _let_finish(process: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
+
+
+def stream(
+    cmd: Sequence[str],
+    *,
+    stdout: IO[bytes] | int | None = None,
+    stdin: IO[bytes] | int | None = None,
+    cwd: Path | None = None,
+    what: str = "",
+    fix: str = "",
+) -> bytes:
+    """Run `cmd` with binary stdin/stdout connected to open files (or DEVNULL/PIPE).
+
+    For dumps and restores: the data flows between the child and the file in
+    the kernel, never through our memory. stderr is kept for the error
+    message. On any exception (Ctrl-C included) the child is killed first, so
+    an interrupted backup stops writing at once. Returns stdout when PIPE.
+    """
+    try:
+        child = subprocess.Popen(
+            list(cmd), cwd=cwd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError as exc:
+        tool = cmd[0]
+        raise BerthError(
+            f"`{tool}` is not installed or not on PATH",
+            fix=INSTALL_HINTS.get(tool, f"install {tool}"),
+        ) from exc
+    try:
+        out, err = child.communicate()
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    if child.returncode != 0:
+        text = (err or b"").decode(errors="replace")
+        raise CommandError(cmd, child.returncode, "", text, what=what, fix=fix)
+    return out or b""

@@ -11,7 +11,8 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from berth.errors import BerthError
 
@@ -49,6 +50,31 @@ class Port:
     env_var: str
 
 
+#: Facts a backup hook records about its server and payload (JSON-able).
+Info = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Backup:
+    """How `inv backup`/`inv restore` save and load one stateful service.
+
+    berth/backup.py runs these; services/<name>/backup.py implements them.
+    server: facts about the running server, e.g. {"version": "18.6", "major": 18}.
+    dump: writes the payload into the (empty) folder, verifies it, and
+      returns facts for the manifest (server facts included).
+    incompatible: given the manifest's facts and the current server's,
+      why the payload cannot be restored here ("" when it can).
+    restore: loads a payload verified against the manifest; it must switch
+      over only once the new data is complete, leaving the old data intact
+      on failure. Returns notes.
+    """
+
+    server: Callable[[Project], Info]
+    dump: Callable[[Project, Path], Info]
+    incompatible: Callable[[Info, Info], str]
+    restore: Callable[[Project, Path, Info], list[str]]
+
+
 @dataclass(frozen=True)
 class Service:
     """Declaration of one compose service.
@@ -71,6 +97,8 @@ class Service:
       new value with `rotation.store()` where the service needs it and proves
       it with a real client; returns notes. Its secrets are rotatable only
       when the owner has this hook.
+    backup: how `inv backup`/`inv restore` save and load its data; required
+      when stateful (berth/backup.py refuses a stateful service without one).
     """
 
     name: str
@@ -83,6 +111,19 @@ class Service:
     after_up: Callable[[Project], list[str]] | None = None
     stateful: bool = True
     rotate: Callable[[Rotation], list[str]] | None = None
+    backup: Backup | None = None
+
+
+def load_module(path: Path) -> ModuleType:
+    """Import a Python file of a service folder (e.g. its backup.py) by path:
+    service folders are not packages, so service.py cannot `import` siblings."""
+    name = f"berth_services.{path.parent.name}.{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:  # pragma: no cover - defensive
+        raise BerthError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_services(services_dir: Path) -> tuple[Service, ...]:

@@ -7,15 +7,19 @@ Errors are BerthError (one line + details, exit 1); Ctrl-C exits 130.
 from __future__ import annotations
 
 import functools
+import shlex
+import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke import Collection, Context, Exit, task
 
-from berth import doctor, report
+from berth import backup as bundles  # the module; `backup` is the task
+from berth import doctor, lock, report
 from berth.errors import BerthError
 from berth.project import Project
 from berth.rotate import rotate_secret
@@ -58,8 +62,14 @@ def load(env: str = "dev") -> Project:
 @handled
 def up(c: Context, timeout: int = 120, reveal: bool = False, env: str = "dev") -> None:
     """Start the stack, wait until every service is healthy, print connection strings."""
-    started = time.monotonic()
     project = load(env)
+    with lock.held(project.root, "up"):
+        start(project, timeout=timeout, reveal=reveal)
+
+
+def start(project: Project, *, timeout: int = 120, reveal: bool = False) -> None:
+    """`inv up`'s work (also run by `inv reset`, which holds the lock already)."""
+    started = time.monotonic()
     for note in project.prepare():
         print(f"berth: {note}")
     for finding in doctor.before_up(project):
@@ -112,7 +122,8 @@ def down(c: Context, remove_orphans: bool = True, env: str = "dev") -> None:
     """Stop and remove the containers; volumes (your data) are kept."""
     project = load(env)
     args = ["down"] + (["--remove-orphans"] if remove_orphans else [])
-    project.compose.run(*args, capture=False)
+    with lock.held(project.root, "down"):
+        project.compose.run(*args, capture=False)
 
 
 @task(help={"service": "only this service (default: all)", "env": ENV_HELP})
@@ -122,6 +133,193 @@ def stop(c: Context, service: str = "", env: str = "dev") -> None:
     project = load(env)
     names = [project.service(service).name] if service else []
     project.compose.run("stop", *names, capture=False)
+
+
+# ── data safety ─────────────────────────────────────────────────────────────
+SERVICE_HELP = "only this stateful service (repeatable; default: all of them)"
+
+
+@task(
+    iterable=["service"],
+    help={
+        "service": SERVICE_HELP,
+        "name": "bundle name under backups/ (default: the UTC time, YYYYmmdd-HHMMSS)",
+        "env": ENV_HELP,
+    },
+)
+@handled
+def backup(c: Context, service: list[str] | None = None, name: str = "", env: str = "dev") -> None:
+    """Back up every stateful service into one verified bundle under backups/."""
+    project = load(env)
+    chosen = bundles.stateful_services(project, service or ())
+    with lock.held(project.root, "backup"):
+        started = time.monotonic()
+        folder = bundles.create(project, chosen, name=name)
+    size = bundles.human_size(bundles.inspect(folder).size)
+    print(
+        f"berth: backup {folder.name} of {', '.join(s.name for s in chosen)}"
+        f" ({size}) written and verified in {time.monotonic() - started:.1f} s"
+    )
+
+
+@task(
+    help={
+        "check": "also re-read every file against its SHA-256 (default: manifest and sizes)",
+        "env": ENV_HELP,
+    }
+)
+@handled
+def backups(c: Context, check: bool = False, env: str = "dev") -> None:
+    """List backup bundles: name, age, services, size, verified."""
+    project = load(env)
+    found = bundles.bundles(project, checksums=check)
+    if not found:
+        print("berth: no backups yet (make one with `inv backup`)")
+        return
+    now = datetime.now(UTC)
+    rows = [
+        (
+            b.name,
+            bundles.human_age((now - b.created).total_seconds()),
+            ",".join(b.services) or "-",
+            bundles.human_size(b.size),
+            "yes" if not b.problem else f"NO: {b.problem}",
+        )
+        for b in found
+    ]
+    print(report.table(["NAME", "AGE", "SERVICES", "SIZE", "VERIFIED"], rows))
+
+
+@task(
+    iterable=["service"],
+    help={
+        "name": "the bundle to restore (`inv backups` lists them)",
+        "latest": "restore the newest usable bundle made by `inv backup` (not a safety backup)",
+        "service": "only this service's data from the bundle (repeatable; default: all in it)",
+        "yes": "do not ask for confirmation (needed when stdin is not a terminal)",
+        "env": ENV_HELP,
+    },
+)
+@handled
+def restore(
+    c: Context,
+    name: str = "",
+    latest: bool = False,
+    service: list[str] | None = None,
+    yes: bool = False,
+    env: str = "dev",
+) -> None:
+    """Restore a backup (verified first; the current data is backed up before)."""
+    project = load(env)
+    with lock.held(project.root, "restore"):
+        folder = bundles.resolve(project, name, latest=latest)
+        plan = bundles.plan_restore(project, folder, service or ())
+        names = ", ".join(s.name for s in plan.services)
+        bundles.confirm(
+            f"Replace the data of {names} in {project.name} with backup {folder.name}"
+            " (a safety backup is taken first)?",
+            command=_command("restore", folder.name, service or (), env, yes=True),
+            yes=yes,
+        )
+        for note in bundles.restore(project, plan):
+            print(f"berth: {note}")
+    print(f"berth: restored {names} from {folder.name}")
+
+
+@task(
+    help={
+        "keep": "keep this many newest bundles",
+        "older_than": "only delete bundles older than this many days",
+        "yes": "really delete (default: print what would be deleted)",
+        "env": ENV_HELP,
+    }
+)
+@handled
+def prune(
+    c: Context, keep: int = -1, older_than: float = -1.0, yes: bool = False, env: str = "dev"
+) -> None:
+    """Delete old backup bundles; a dry run unless --yes."""
+    project = load(env)
+    found = bundles.bundles(project)
+    doomed = bundles.prune_selection(
+        found,
+        keep=keep if keep >= 0 else None,
+        older_than_days=older_than if older_than >= 0 else None,
+        now=datetime.now(UTC),
+    )
+    stale = bundles.stale_partials(project)
+    if not doomed and not stale:
+        print(f"berth: nothing to prune ({len(found)} bundles kept)")
+        return
+    verb = "deleting" if yes else "would delete"
+    for path in [b.path for b in doomed] + stale:
+        print(f"berth: {verb} {path.relative_to(project.root)}")
+        if yes:
+            shutil.rmtree(path)
+    if not yes:
+        print("berth: dry run; add --yes to delete")
+
+
+@task(
+    iterable=["service"],
+    help={
+        "service": "only this service (repeatable; default: every stateful service)",
+        "yes": "do not ask for confirmation (needed when stdin is not a terminal)",
+        "no_backup": "skip the safety backup (the data is gone for good)",
+        "timeout": "seconds to wait for the services to become healthy again (default 120)",
+        "env": ENV_HELP,
+    },
+)
+@handled
+def reset(
+    c: Context,
+    service: list[str] | None = None,
+    yes: bool = False,
+    no_backup: bool = False,
+    timeout: int = 120,
+    env: str = "dev",
+) -> None:
+    """Delete the data of stateful services (after a safety backup) and start them fresh."""
+    project = load(env)
+    chosen = bundles.stateful_services(project, service or ())
+    names = ", ".join(s.name for s in chosen)
+    extra = ["--no-backup"] if no_backup else []
+    with lock.held(project.root, "reset"):
+        volumes = bundles.owned_volumes(project, chosen)
+        bundles.confirm(
+            f"Delete the data of {names} in {project.name}"
+            + (" for good (no safety backup)" if no_backup else " (a safety backup is taken first)")
+            + "?",
+            command=_command("reset", "", service or (), env, yes=True, extra=extra),
+            yes=yes,
+        )
+        if not no_backup:
+            kept = bundles.create(project, chosen, name=bundles.safety_name("reset"))
+            print(f"berth: safety backup of the current data: {kept.name}")
+        bundles.remove(project, chosen, volumes)
+        print(f"berth: removed {names} and volumes {', '.join(volumes) or '(none)'}")
+        start(project, timeout=timeout)
+
+
+def _command(
+    task_name: str,
+    name: str,
+    services: Sequence[str],
+    env: str,
+    *,
+    yes: bool,
+    extra: Sequence[str] = (),
+) -> str:
+    """The exact command line to repeat a task non-interactively."""
+    parts = ["inv", task_name] + (["--name", name] if name else [])
+    for service in services:
+        parts += ["--service", service]
+    parts += list(extra)
+    if env != "dev":
+        parts += ["--env", env]
+    if yes:
+        parts.append("--yes")
+    return shlex.join(parts)
 
 
 # ── inspection ──────────────────────────────────────────────────────────────
@@ -193,10 +391,10 @@ def urls(c: Context, reveal: bool = False, json: bool = False, env: str = "dev")
 def secrets(c: Context, rotate: str = "", env: str = "dev") -> None:
     """Create missing secrets under secrets/ (never overwrites), or rotate one with --rotate."""
     project = load(env)
-    if rotate:
-        notes = rotate_secret(project, rotate)
-    else:
-        notes = project.prepare() or ["all secrets present"]
+    # Rotation restarts containers and rewrites files that `up` also writes.
+    with lock.held(project.root, f"secrets --rotate {rotate}" if rotate else "secrets"):
+        notes = rotate_secret(project, rotate) if rotate else project.prepare()
+    notes = notes or ["all secrets present"]
     for note in notes:
         print(f"berth: {note}", file=sys.stderr if note.startswith("warning:") else sys.stdout)
 
@@ -293,6 +491,8 @@ def _print_urls(project: Project, containers: list, *, reveal: bool) -> None:
     print(report.table(["SERVICE", "NAME", "URL"], rows))
 
 
-ns = Collection(up, down, stop, status, logs, urls, secrets, certs)
+ns = Collection(
+    up, down, stop, status, logs, urls, secrets, certs, backup, backups, restore, prune, reset
+)
 ns.add_task(doctor_, name="doctor")
 ns.add_task(scan)

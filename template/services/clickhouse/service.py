@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import resource
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import quote
 
 from berth.errors import BerthError
 from berth.rotate import Rotation, endpoint, expect_refused, recreate
-from berth.service import Endpoint, Endpoints, Port, SecretLookup, Service
+from berth.service import Endpoint, Endpoints, Port, SecretLookup, Service, load_module
 
 
 def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[str, str]:
@@ -93,4 +94,5 @@ SERVICE = Service(
     urls=urls,
     preflight=preflight,
     rotate=rotate,
+    backup=load_module(Path(__file__).with_name("backup.py")).HOOK,
 )

@@ -4,13 +4,14 @@ and password rotation with ALTER ROLE (no restart)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import quote
 
 from berth import engine, pg, scram
 from berth.errors import BerthError
 from berth.project import ENVIRONMENTS, Project
 from berth.rotate import Rotation, Unchanged, endpoint, expect_refused, running
-from berth.service import Endpoints, Port, SecretLookup, Service
+from berth.service import Endpoints, Port, SecretLookup, Service, load_module
 
 
 def urls(env: Mapping[str, str], secret: SecretLookup, at: Endpoints) -> dict[str, str]:
@@ -98,4 +99,5 @@ SERVICE = Service(
     derived=verifier_file,
     urls=urls,
     rotate=rotate,
+    backup=load_module(Path(__file__).with_name("backup.py")).HOOK,
 )
