@@ -31,6 +31,7 @@ from test_live import removed_afterwards
 
 from berth import backup, lock
 from berth.errors import BerthError
+from berth.keyvalue_backup import SnapshotBackup
 from berth.project import Project
 from harness import free_port_answers, missing_images, render, tool_env
 
@@ -89,13 +90,13 @@ def pg(project: Project, db: str = "") -> psycopg.Connection:
     )  # fmt: skip
 
 
-def valkeys(project: Project) -> dict[str, redis.Redis]:
-    env = project.values
+def valkeys(project: Project, name: str = "valkey") -> dict[str, redis.Redis]:
+    env, prefix = project.values, name.upper()
     return {
         purpose: redis.Redis(
-            port=int(env["VALKEY_PORT"]),
-            password=project.secret("valkey_password"),
-            db=int(env[f"VALKEY_DB_{purpose}"]),
+            port=int(env[f"{prefix}_PORT"]),
+            password=project.secret(f"{name}_password"),
+            db=int(env[f"{prefix}_DB_{purpose}"]),
             socket_timeout=5,
         )
         for purpose in ("CACHE", "CHANNELS", "BROKER")
@@ -185,10 +186,10 @@ def pg_print(project: Project) -> dict[str, Any]:
     return found
 
 
-def valkey_print(project: Project) -> dict[str, Any]:
+def valkey_print(project: Project, name: str = "valkey") -> dict[str, Any]:
     found: dict[str, Any] = {}
     now = time.time()
-    for purpose, client in valkeys(project).items():
+    for purpose, client in valkeys(project, name).items():
         for key in sorted(client.scan_iter(count=1000)):
             kind = client.type(key).decode()
             value = {
@@ -349,10 +350,11 @@ def test_valkey_puts_the_old_files_back_when_the_restored_server_fails_its_check
     hook = project.service("valkey").backup
     assert hook is not None
 
-    def failing_check(_project: Project, expected: int) -> None:
+    def failing_check(_self: SnapshotBackup, _project: Project, expected: int) -> None:
         raise BerthError("simulated: the restored server looks wrong")
 
-    monkeypatch.setitem(hook.restore.__globals__, "check_keys", failing_check)
+    assert isinstance(hook.restore.__self__, SnapshotBackup)  # type: ignore[attr-defined]
+    monkeypatch.setattr(SnapshotBackup, "check_keys", failing_check)
     plan = backup.plan_restore(project, root / "backups" / "base", ["valkey"])
     with pytest.raises(BerthError, match="simulated"):
         backup.restore(project, plan, safety=False)
@@ -460,6 +462,31 @@ def test_reset_of_one_service_leaves_the_others_alone(root: Path) -> None:
     assert backup.verify(root / "backups" / safety)["services"].keys() == {"valkey"}
     inv(root, "restore", "--name", safety, "--yes")
     assert fingerprint(project) == before
+
+
+def test_redis_round_trip_through_the_shared_snapshot_hook(
+    tmp_path: Path, docker_engine: None
+) -> None:
+    """Redis uses Valkey's hook (berth/keyvalue_backup.py) with redis-cli and
+    redis-check-rdb: backup, change, restore gives back every key and expiry."""
+    path = render_stack(tmp_path, "redis", services=["redis"])
+    with removed_afterwards(Project(path)) as project:
+        inv(path, "up")
+        clients = valkeys(project, "redis")
+        for purpose, client in clients.items():
+            client.mset({f"{purpose}:k{i}": f"v{i}" for i in range(100)})
+            client.hset(f"{purpose}:hash", mapping={"a": "1", "b": "2"})
+            client.set(f"{purpose}:expiring", "x", ex=3600)
+        original = valkey_print(project, "redis")
+        inv(path, "backup", "--name", "base", "--service", "redis")
+        for purpose, client in clients.items():
+            client.delete(f"{purpose}:k1", f"{purpose}:hash")
+            client.set(f"{purpose}:new", "1")
+        assert valkey_print(project, "redis") != original
+        inv(path, "restore", "--name", "base", "--yes")
+        assert valkey_print(project, "redis") == original
+        for client in clients.values():
+            client.close()
 
 
 def test_postgres18_bundle_is_refused_by_postgres17(root: Path, tmp_path: Path) -> None:
