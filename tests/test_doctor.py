@@ -243,14 +243,14 @@ def test_project_name_used_from_another_directory(
         assert result.returncode == 1
         assert f"is in use by {elsewhere}" in last_line(result)
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)  # v: its anonymous volume too
     container = squatter(tmp_path / "moved-away")
     try:
         [finding] = doctor.volume_owners(project)
         assert finding.level == "WARN", "a project moved to this directory is not an error"
         assert "if this project moved here, nothing to do" in finding.fix
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)  # v: its anonymous volume too
     [finding] = doctor.volume_owners(project)
     assert finding.level == "OK"
 
