@@ -7,7 +7,7 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from berth.errors import BerthError, CommandError
 
@@ -39,22 +39,15 @@ def run(
     bars, `--follow`). A non-zero exit raises CommandError when `check`.
     """
     full_env = None if env is None else {**os.environ, **env}
-    try:
-        process = subprocess.Popen(
-            list(cmd),
-            cwd=cwd,
-            env=full_env,
-            text=True,
-            stdin=subprocess.PIPE if input is not None else None,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.PIPE if capture else None,
-        )
-    except FileNotFoundError as exc:
-        tool = cmd[0]
-        raise BerthError(
-            f"`{tool}` is not installed or not on PATH",
-            fix=INSTALL_HINTS.get(tool, f"install {tool}"),
-        ) from exc
+    process = _spawn(
+        cmd,
+        cwd=cwd,
+        env=full_env,
+        text=True,
+        stdin=subprocess.PIPE if input is not None else None,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture else None,
+    )
     with process:
         try:
             stdout, stderr = process.communicate(input, timeout=timeout)
@@ -74,6 +67,18 @@ def run(
             cmd, result.returncode, result.stdout or "", result.stderr or "", what=what, fix=fix
         )
     return result
+
+
+def _spawn(cmd: Sequence[str], **options: Any) -> subprocess.Popen[Any]:
+    """Start `cmd`; a missing program is a BerthError naming how to install it."""
+    try:
+        return subprocess.Popen(list(cmd), **options)
+    except FileNotFoundError as exc:
+        tool = cmd[0]
+        raise BerthError(
+            f"`{tool}` is not installed or not on PATH",
+            fix=INSTALL_HINTS.get(tool, f"install {tool}"),
+        ) from exc
 
 
 def _let_finish(process: subprocess.Popen[str]) -> None:
@@ -110,16 +115,7 @@ def stream(
     message. On any exception (Ctrl-C included) the child is killed first, so
     an interrupted backup stops writing at once. Returns stdout when PIPE.
     """
-    try:
-        child = subprocess.Popen(
-            list(cmd), cwd=cwd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE
-        )
-    except FileNotFoundError as exc:
-        tool = cmd[0]
-        raise BerthError(
-            f"`{tool}` is not installed or not on PATH",
-            fix=INSTALL_HINTS.get(tool, f"install {tool}"),
-        ) from exc
+    child = _spawn(cmd, cwd=cwd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
     try:
         out, err = child.communicate()
     except BaseException:
