@@ -21,7 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from berth import proc, secrets
+from berth.clock import timestamp
 from berth.errors import BerthError
 from berth.project import Project
 from berth.service import Service
@@ -42,10 +42,6 @@ CHUNK = 1 << 20
 
 def backups_dir(project: Project) -> Path:
     return project.root / "backups"
-
-
-def timestamp(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
 
 
 def check_name(name: str) -> str:
@@ -546,15 +542,3 @@ def human_age(seconds: float) -> str:
         if seconds >= length:
             return f"{seconds / length:.0f}{unit}"
     return f"{max(seconds, 0):.0f}s"
-
-
-def poll(condition: Any, *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `condition()` until it returns something truthy (server state, not time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise BerthError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(interval)

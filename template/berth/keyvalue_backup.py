@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from berth.backup import poll, timestamp
+from berth.clock import poll, timestamp
 from berth.errors import BerthError
 from berth.service import Backup, Info
 

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 from invoke import Collection, Context, Exit, task
 
-from berth import backup as bundles  # the module; `backup` is the task
 from berth import doctor, lock, report
 from berth.errors import BerthError
 from berth.project import Project
@@ -150,6 +149,8 @@ SERVICE_HELP = "only this stateful service (repeatable; default: all of them)"
 @handled
 def backup(c: Context, service: list[str] | None = None, name: str = "", env: str = "dev") -> None:
     """Back up every stateful service into one verified bundle under backups/."""
+    from berth import backup as bundles  # imported here: `inv up` does not need it
+
     project = load(env)
     chosen = bundles.stateful_services(project, service or ())
     with lock.held(project.root, "backup"):
@@ -171,6 +172,8 @@ def backup(c: Context, service: list[str] | None = None, name: str = "", env: st
 @handled
 def backups(c: Context, check: bool = False, env: str = "dev") -> None:
     """List backup bundles: name, age, services, size, verified."""
+    from berth import backup as bundles  # imported here: `inv up` does not need it
+
     project = load(env)
     found = bundles.bundles(project, checksums=check)
     if not found:
@@ -210,6 +213,8 @@ def restore(
     env: str = "dev",
 ) -> None:
     """Restore a backup (verified first; the current data is backed up before)."""
+    from berth import backup as bundles  # imported here: `inv up` does not need it
+
     project = load(env)
     with lock.held(project.root, "restore"):
         folder = bundles.resolve(project, name, latest=latest)
@@ -239,6 +244,8 @@ def prune(
     c: Context, keep: int = -1, older_than: float = -1.0, yes: bool = False, env: str = "dev"
 ) -> None:
     """Delete old backup bundles; a dry run unless --yes."""
+    from berth import backup as bundles  # imported here: `inv up` does not need it
+
     project = load(env)
     found = bundles.bundles(project)
     doomed = bundles.prune_selection(
@@ -280,6 +287,8 @@ def reset(
     env: str = "dev",
 ) -> None:
     """Delete the data of stateful services (after a safety backup) and start them fresh."""
+    from berth import backup as bundles  # imported here: `inv up` does not need it
+
     project = load(env)
     chosen = bundles.stateful_services(project, service or ())
     names = ", ".join(s.name for s in chosen)

@@ -21,19 +21,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from berth.backup import timestamp
+from berth.clock import timestamp
 from berth.compose import ALL_INTERFACES
 from berth.errors import BerthError
 from berth.service import Backup, Info
 
 if TYPE_CHECKING:
+    import urllib.request
+
     from berth.project import Project
 
 SERVICE = "clickhouse"
@@ -64,6 +64,10 @@ def endpoint(project: Project) -> str:
 def request(
     project: Project, sql: str, *, body: IO[bytes] | None = None, size: int = 0
 ) -> urllib.request.Request:
+    # Imported here, like every HTTP import of berth: `inv up` loads this
+    # module with the service and should not pay for urllib.request.
+    import urllib.request
+
     params = {"query": sql, "wait_end_of_query": "1"}
     url = endpoint(project) + "?" + urllib.parse.urlencode(params)
     headers = {
@@ -94,6 +98,9 @@ class opened:
         self.req, self.sql = req, sql
 
     def __enter__(self) -> Any:
+        import urllib.error
+        import urllib.request
+
         try:
             self.response = urllib.request.urlopen(self.req, timeout=TIMEOUT)  # noqa: S310
         except urllib.error.HTTPError as exc:

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from berth.backup import timestamp
+from berth.clock import timestamp
 from berth.errors import BerthError
 from berth.service import Backup, Info
 
