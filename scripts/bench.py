@@ -67,8 +67,17 @@ def stats(values: list[float]) -> dict[str, float]:
     }
 
 
+def bench_env() -> dict[str, str]:
+    """The environment of measured commands: a user's. Python writes bytecode
+    caches there; sandboxes such as CI often set PYTHONDONTWRITEBYTECODE, which
+    would make every `inv` run compile berth from source (tens of ms)."""
+    env = tool_env()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def quiet(cmd: list[str], cwd: Path) -> None:
-    result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=cwd, env=bench_env(), capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
 
@@ -356,7 +365,8 @@ def markdown(results: dict[str, Any]) -> str:
         "# berth benchmark results",
         "",
         f"Measured {results['created']} with `nox -s bench` ({results['reps']} repetitions"
-        f" each, interleaved inv/raw). Regenerate with `nox -s bench`.",
+        f" each, interleaved inv/raw). Regenerate with `nox -s bench`. Commands run as on"
+        " a user's machine: Python's bytecode cache on (PYTHONDONTWRITEBYTECODE unset).",
         "",
         "Machine: " + "; ".join(f"{k} {v}" for k, v in results["machine"].items()),
         "",
