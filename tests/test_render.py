@@ -152,6 +152,16 @@ def test_readme_diagram_shows_the_chosen_stack(rendered: Path) -> None:
     assert "{{" not in readme and "{%" not in readme
 
 
+def test_readme_task_table_is_one_table(rendered: Path) -> None:
+    """A blank line inside a Markdown table splits it; rows after it show as text."""
+    lines = (rendered / "README.md").read_text().splitlines()
+    rows = [i for i, line in enumerate(lines) if line.startswith("| `inv ")]
+    assert rows, "the task table is there"
+    assert all(lines[i].startswith("|") for i in range(rows[0], rows[-1] + 1))
+    for task in ("up", "down", "doctor", "scan", "backup", "restore", "reset"):
+        assert any(lines[i].startswith(f"| `inv {task}") for i in rows), task
+
+
 def test_free_port_answers_reach_every_published_port(tmp_path: Path) -> None:
     answers = free_port_answers()
     # The full catalog, then the alternatives it leaves out (e.g. redis).
