@@ -183,8 +183,10 @@ def measure_backup(work: Path, megabytes: int, reps: int) -> dict[str, Any]:
     """`inv backup`/`inv restore` of a PostgreSQL database of about `megabytes`
     vs raw `pg_dump -Fc` to a host file and `pg_restore -j` in the same container.
 
-    Raw restore = copy the dump in + createdb + pg_restore -j (what berth does
-    minus its checks). berth's restore is timed twice: as `inv restore --yes`
+    Raw restore = copy the dump in + createdb + pg_restore -j into a side copy;
+    raw replace = the same after dropping that 1 GB copy, which is what
+    replacing a live database takes and what berth's switch-over also does
+    (DROP DATABASE of the old one). berth's restore is timed twice: as `inv restore --yes`
     (which first takes a safety backup of the current data, i.e. a second
     dump) and through the same code without the safety backup, so the ratio
     compares like with like.
@@ -229,6 +231,16 @@ def measure_backup(work: Path, megabytes: int, reps: int) -> dict[str, Any]:
             project.compose.run("exec", "-T", "postgres", "pg_restore", "--exit-on-error",
                                 f"--jobs={jobs}", "-U", user, "-d", "rawcopy", inside)  # fmt: skip
 
+        def raw_replace() -> None:
+            # What replacing a live database takes by hand: drop the one
+            # restored just before (1 GB, like berth's switch-over drops),
+            # create it anew and pg_restore into it.
+            project.compose.run("cp", str(raw_file), f"postgres:{inside}")
+            psql("DROP DATABASE rawcopy WITH (FORCE)")
+            psql("CREATE DATABASE rawcopy")
+            project.compose.run("exec", "-T", "postgres", "pg_restore", "--exit-on-error",
+                                f"--jobs={jobs}", "-U", user, "-d", "rawcopy", inside)  # fmt: skip
+
         def cleanup_raw() -> None:
             psql("DROP DATABASE IF EXISTS rawcopy")
             project.compose.run("exec", "-T", "postgres", "rm", "-f", inside)
@@ -240,13 +252,14 @@ def measure_backup(work: Path, megabytes: int, reps: int) -> dict[str, Any]:
             backup.restore(project, plan, safety=False)
 
         runs: dict[str, list[float]] = {"raw_dump": [], "inv_backup": [], "raw_restore": [],
-                                        "berth_restore": []}  # fmt: skip
+                                        "raw_replace": [], "berth_restore": []}  # fmt: skip
         for rep in range(reps):
             # Interleaved, so load from anything else on the machine hits both alike.
             runs["raw_dump"].append(timed(raw_dump))
             name = f"bench-{rep}"
             runs["inv_backup"].append(timed(lambda name=name: stack.inv("backup", "--name", name)))
             runs["raw_restore"].append(timed(raw_restore))
+            runs["raw_replace"].append(timed(raw_replace))
             cleanup_raw()
             runs["berth_restore"].append(timed(lambda name=name: berth_restore_only(name)))
         inv_restore_s = timed(lambda: stack.inv("restore", "--name", "bench-0", "--yes"))
@@ -268,6 +281,8 @@ def measure_backup(work: Path, megabytes: int, reps: int) -> dict[str, Any]:
         "inv_restore_with_safety_backup_s": round(inv_restore_s, 2),
         "backup_throughput_ratio": round(med["raw_dump"] / med["inv_backup"], 3),
         "restore_throughput_ratio": round(med["raw_restore"] / med["berth_restore"], 3),
+        "raw_replace_s": round(med["raw_replace"], 2),
+        "replace_throughput_ratio": round(med["raw_replace"] / med["berth_restore"], 3),
         "backup_mib_per_s": round(mb / med["inv_backup"], 1),
         "restore_mib_per_s": round(mb / med["berth_restore"], 1),
         "load_average": os.getloadavg()[0],
@@ -295,6 +310,10 @@ def backup_markdown(data: dict[str, Any], created: str) -> str:
         " restore (no safety backup) |"
         f" {data['raw_pg_restore_s']} | {data['berth_restore_without_safety_backup_s']} |"
         f" {data['restore_throughput_ratio']} |",
+        f"| restore replacing the database: cp + DROP (the 1 GB copy) + CREATE +"
+        f" `pg_restore -j{data.get('pg_restore_jobs', '')}` vs berth restore |"
+        f" {data.get('raw_replace_s', '')} | {data['berth_restore_without_safety_backup_s']} |"
+        f" {data.get('replace_throughput_ratio', '')} |",
         f"| `inv restore --yes` (takes a safety backup first) | | "
         f"{data['inv_restore_with_safety_backup_s']} | |",
         "",
