@@ -239,92 +239,81 @@ def _trivy_results(data: Any) -> list[dict[str, Any]]:
     return list((data or {}).get("Results") or [])
 
 
-def trivy_secrets(copy: Path) -> Result:
-    cmd = [tool("trivy"), "fs", "--scanners", "secret", "--format", "json", *TRIVY_QUIET, "."]
-    data, error = _json_run(cmd, cwd=copy)
-    result = Result("trivy secret", "files git would commit")
+def _scanned(
+    result: Result, cmd: Sequence[str], cwd: Path, findings: Any, *, ok: Iterable[int] = (0,)
+) -> Result:
+    """Run a scanner that prints JSON into `result`: its findings (from
+    `findings(parsed output)`), or an error row that the table shows."""
+    data, error = _json_run(cmd, cwd=cwd, ok=ok)
     if error:
         result.status, result.note = "error", error
         return result
-    for item in _trivy_results(data):
-        for hit in item.get("Secrets") or ():
-            result.findings.append(
-                Finding(
+    result.findings = list(findings(data))
+    if result.findings:
+        result.status = "findings"
+    return result
+
+
+def trivy_secrets(copy: Path) -> Result:
+    def findings(data: Any) -> Iterator[Finding]:
+        for item in _trivy_results(data):
+            for hit in item.get("Secrets") or ():
+                yield Finding(
                     "trivy secret", item.get("Target", ""), hit.get("RuleID", ""),
                     hit.get("Severity", "UNKNOWN"), hit.get("Title", ""),
                     item.get("Target", ""), int(hit.get("StartLine") or 0),
-                )
-            )  # fmt: skip
-    return _settle(result)
+                )  # fmt: skip
+
+    cmd = [tool("trivy"), "fs", "--scanners", "secret", "--format", "json", *TRIVY_QUIET, "."]
+    return _scanned(Result("trivy secret", "files git would commit"), cmd, copy, findings)
 
 
 def trivy_config(copy: Path) -> Result:
+    def findings(data: Any) -> Iterator[Finding]:
+        for item in _trivy_results(data):
+            for hit in item.get("Misconfigurations") or ():
+                if hit.get("Status", "FAIL") != "FAIL":
+                    continue
+                cause = hit.get("CauseMetadata") or {}
+                yield Finding(
+                    "trivy config", item.get("Target", ""), hit.get("ID", ""),
+                    hit.get("Severity", "UNKNOWN"), hit.get("Title", ""),
+                    item.get("Target", ""), int(cause.get("StartLine") or 0),
+                )  # fmt: skip
+
     cmd = [
         tool("trivy"), "config", "--misconfig-scanners", "dockerfile", "--skip-check-update",
         "--format", "json", *TRIVY_QUIET, ".",
     ]  # fmt: skip
-    data, error = _json_run(cmd, cwd=copy)
-    result = Result("trivy config", "Dockerfiles")
-    if error:
-        result.status, result.note = "error", error
-        return result
-    for item in _trivy_results(data):
-        for hit in item.get("Misconfigurations") or ():
-            if hit.get("Status", "FAIL") != "FAIL":
-                continue
-            cause = hit.get("CauseMetadata") or {}
-            result.findings.append(
-                Finding(
-                    "trivy config", item.get("Target", ""), hit.get("ID", ""),
-                    hit.get("Severity", "UNKNOWN"), hit.get("Title", ""),
-                    item.get("Target", ""), int(cause.get("StartLine") or 0),
-                )
-            )  # fmt: skip
-    return _settle(result)
+    return _scanned(Result("trivy config", "Dockerfiles"), cmd, copy, findings)
 
 
 def hadolint(copy: Path, dockerfiles: list[str]) -> Result:
-    # --no-fail: findings are judged by --fail-on here, not by hadolint's exit code.
-    cmd = [tool("hadolint"), "--no-fail", "--format", "json", *dockerfiles]
-    data, error = _json_run(cmd, cwd=copy)
-    result = Result("hadolint", "Dockerfiles")
-    if error:
-        result.status, result.note = "error", error
-        return result
-    for hit in data or ():
-        result.findings.append(
-            Finding(
+    def findings(data: Any) -> Iterator[Finding]:
+        for hit in data or ():
+            yield Finding(
                 "hadolint", hit.get("file", ""), hit.get("code", ""),
                 LEVELS.get(hit.get("level", ""), "UNKNOWN"), hit.get("message", ""),
                 hit.get("file", ""), int(hit.get("line") or 0),
-            )
-        )  # fmt: skip
-    return _settle(result)
+            )  # fmt: skip
+
+    # --no-fail: findings are judged by --fail-on here, not by hadolint's exit code.
+    cmd = [tool("hadolint"), "--no-fail", "--format", "json", *dockerfiles]
+    return _scanned(Result("hadolint", "Dockerfiles"), cmd, copy, findings)
 
 
 def shellcheck(copy: Path, scripts: list[str]) -> Result:
-    # Exit 1 means "found something"; the findings are in the JSON either way.
-    cmd = [tool("shellcheck"), "--format", "json1", "--external-sources", *scripts]
-    data, error = _json_run(cmd, cwd=copy, ok=(0, 1))
-    result = Result("shellcheck", "shell scripts")
-    if error:
-        result.status, result.note = "error", error
-        return result
-    for hit in (data or {}).get("comments") or ():
-        result.findings.append(
-            Finding(
+    def findings(data: Any) -> Iterator[Finding]:
+        for hit in (data or {}).get("comments") or ():
+            yield Finding(
                 "shellcheck", hit.get("file", ""), f"SC{hit.get('code', '')}",
                 LEVELS.get(hit.get("level", ""), "UNKNOWN"), hit.get("message", ""),
                 hit.get("file", ""), int(hit.get("line") or 0),
-            )
-        )  # fmt: skip
-    return _settle(result)
+            )  # fmt: skip
 
-
-def _settle(result: Result) -> Result:
-    if result.findings:
-        result.status = "findings"
-    return result
+    # Exit 1 means "found something"; the findings are in the JSON either way.
+    cmd = [tool("shellcheck"), "--format", "json1", "--external-sources", *scripts]
+    return _scanned(Result("shellcheck", "shell scripts"), cmd, copy, findings, ok=(0, 1))
 
 
 # ── images ───────────────────────────────────────────────────────────────────
@@ -417,10 +406,10 @@ def scan_image(image: str) -> Result:
         tool("trivy"), "image", "--image-src", "docker", "--scanners", "vuln",
         "--skip-db-update", "--offline-scan", "--format", "json", *TRIVY_QUIET, image,
     ]  # fmt: skip
-    data, error = _json_run(cmd, cwd=Path.cwd())
-    if error:
-        result.status, result.note = "error", error
-        return result
+    return _scanned(result, cmd, Path.cwd(), lambda data: _vulnerabilities(image, data))
+
+
+def _vulnerabilities(image: str, data: Any) -> Iterator[Finding]:
     for item in _trivy_results(data):
         where = item.get("Target", "")
         for hit in item.get("Vulnerabilities") or ():
@@ -428,13 +417,10 @@ def scan_image(image: str) -> Result:
             fixed = hit.get("FixedVersion")
             title = f"{package}: {hit.get('Title') or hit.get('VulnerabilityID', '')}"
             title += f" (fixed in {fixed})" if fixed else ""
-            result.findings.append(
-                Finding(
-                    "trivy image", image, hit.get("VulnerabilityID", ""),
-                    hit.get("Severity", "UNKNOWN"), title, where,
-                )
+            yield Finding(
+                "trivy image", image, hit.get("VulnerabilityID", ""),
+                hit.get("Severity", "UNKNOWN"), title, where,
             )  # fmt: skip
-    return _settle(result)
 
 
 # ── output ───────────────────────────────────────────────────────────────────
