@@ -84,7 +84,7 @@ def require_running(project: Project, services: Sequence[Service]) -> None:
     states = {c.service: (c.state, c.health) for c in project.containers()}
     down = [s.name for s in services if states.get(s.name, ("", ""))[0] != "running"]
     if down:
-        env = "" if project.env_name == "dev" else f" --env {project.env_name}"
+        env = project.env_flag
         raise BerthError(
             f"{', '.join(down)} is not running",
             why="backups and restores talk to the running servers",

@@ -100,6 +100,11 @@ class Project:
         return ENVIRONMENTS[self.env_name]
 
     @property
+    def env_flag(self) -> str:
+        """What `inv` commands in messages need to reach this environment."""
+        return "" if self.env_name == "dev" else f" --env {self.env_name}"
+
+    @property
     def name(self) -> str:
         return self.values["COMPOSE_PROJECT_NAME"] + self.environment.suffix
 

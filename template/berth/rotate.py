@@ -210,7 +210,7 @@ def running(project: Project, service: str) -> Container | None:
 def require_running(project: Project, service: str) -> Container:
     container = running(project, service)
     if container is None or container.health not in ("", "healthy"):
-        env = "" if project.env_name == "dev" else f" --env {project.env_name}"
+        env = project.env_flag
         state = "not running" if container is None else f"{container.health}, not healthy"
         raise BerthError(
             f"{service} is {state} in {project.name}",

@@ -101,7 +101,7 @@ def _not_healthy(project: Project, containers: list) -> BerthError:
         )
         tails.append(f"── last {LOG_LINES_ON_FAILURE} log lines of {name} ──\n{logs.stdout}")
     states = ", ".join(f"{c.service} {c.state}/{c.health or 'no health'}" for c in bad)
-    env = "" if project.env_name == "dev" else f" --env {project.env_name}"
+    env = project.env_flag
     return BerthError(
         "the stack did not become healthy",
         why=states or "compose up failed",

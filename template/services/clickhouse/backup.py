@@ -53,7 +53,7 @@ def endpoint(project: Project) -> str:
             if published:
                 host = "127.0.0.1" if published[0] in ALL_INTERFACES else published[0]
                 return f"http://{host}:{published[1]}/"
-    env = "" if project.env_name == "dev" else f" --env {project.env_name}"
+    env = project.env_flag
     raise BerthError(
         "ClickHouse's HTTP port is not published in this environment",
         why="berth exports ClickHouse data over HTTP from this machine",
