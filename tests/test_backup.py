@@ -30,9 +30,10 @@ from psycopg import sql
 from test_live import removed_afterwards
 
 from berth import backup, lock
-from berth.errors import BerthError
+from berth.errors import BerthError, CommandError
 from berth.keyvalue_backup import SnapshotBackup
 from berth.project import Project
+from berth.service import load_module
 from harness import free_port_answers, missing_images, render, tool_env
 
 pytestmark = pytest.mark.live
@@ -154,6 +155,10 @@ def mutate(project: Project) -> None:
         conn.execute("UPDATE items SET name = 'changed' WHERE id < 10")
     with pg(project, SECOND_DB) as conn:
         conn.execute("DROP TABLE notes")
+    with pg(project, "postgres") as conn:
+        # Its dump is empty, so restore skips pg_restore: the switch-over
+        # to an empty database must still take this table away.
+        conn.execute("CREATE TABLE stray AS SELECT 1 AS one")
     clients = valkeys(project)
     clients["CACHE"].flushdb()
     clients["BROKER"].set("BROKER:new", "1")
@@ -168,7 +173,7 @@ def fingerprint(project: Project) -> dict[str, Any]:
 
 def pg_print(project: Project) -> dict[str, Any]:
     found = {}
-    for db in (project.values["POSTGRES_DB"], SECOND_DB):
+    for db in (project.values["POSTGRES_DB"], SECOND_DB, "postgres"):
         try:
             conn = pg(project, db)
         except psycopg.OperationalError:
@@ -339,6 +344,49 @@ def test_a_failing_restore_leaves_the_current_data_in_place(root: Path) -> None:
     shutil.rmtree(folder)
 
 
+def test_a_switch_over_failing_halfway_puts_every_database_back(root: Path) -> None:
+    """All databases are switched in one psql session and the old ones dropped
+    only at its end: when the second switch fails (its restored copy vanished),
+    the first one, already switched, is put back too and the copies dropped."""
+    project = Project(root)
+    hook = load_module(root / "services" / "postgres" / "backup.py")
+    stamp = "20260101-000000"
+    with pg(project) as conn:
+        for name, value in (("swap_a", "current a"), ("swap_b", "current b"),
+                            (f"swap_a__restore_{stamp}", "restored a")):  # fmt: skip
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            with pg(project, name) as db:
+                db.execute("CREATE TABLE t AS SELECT %s::text AS v", [value])
+    swaps = [
+        hook.Swap({"name": name, "owner": project.values["POSTGRES_USER"], "encoding": "UTF8",
+                   "collate": "C", "ctype": "C"},
+                  fresh=f"{name}__restore_{stamp}", old=f"{name}__old_{stamp}")
+        for name in ("swap_a", "swap_b")
+    ]  # fmt: skip
+    names = hook.variables(swaps)
+    try:
+        with pytest.raises(CommandError, match="does not exist"):
+            hook.psql(project, hook.switch_script(swaps, "/tmp/berth-none"),  # noqa: S108
+                      db="postgres", timeout="1000", **names)  # fmt: skip
+        with pg(project) as conn:  # a switched over, b moved aside, then the failure
+            listed = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+        assert {"swap_a", f"swap_a__old_{stamp}", f"swap_b__old_{stamp}"} <= listed
+        assert "swap_b" not in listed
+
+        hook.psql(project, hook.recover_script(swaps, "/tmp/berth-none"), **names)  # noqa: S108
+        for name in ("swap_a", "swap_b"):
+            with pg(project, name) as db:  # connections allowed again
+                assert db.execute("SELECT v FROM t").fetchone() == (f"current {name[-1]}",)
+        with pg(project) as conn:
+            listed = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+        assert not {n for n in listed if n.startswith("swap_") and "__" in n}, listed
+    finally:
+        with pg(project) as conn:
+            for name in ("swap_a", "swap_b", f"swap_a__restore_{stamp}", f"swap_a__old_{stamp}"):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                             .format(sql.Identifier(name)))  # fmt: skip
+
+
 def test_valkey_puts_the_old_files_back_when_the_restored_server_fails_its_check(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -489,7 +537,7 @@ def test_redis_round_trip_through_the_shared_snapshot_hook(
             client.close()
 
 
-def test_postgres18_bundle_is_refused_by_postgres17(root: Path, tmp_path: Path) -> None:
+def test_postgres17_refuses_an_18_bundle_and_restores_its_own(root: Path, tmp_path: Path) -> None:
     older = render_stack(tmp_path, "pg17", services=["postgres"], postgres_version=17,
                          pgvector=False)  # fmt: skip
     with removed_afterwards(Project(older)) as project:
@@ -506,6 +554,13 @@ def test_postgres18_bundle_is_refused_by_postgres17(root: Path, tmp_path: Path) 
         assert "PostgreSQL 18 dump and this server is PostgreSQL 17" in last
         assert pg_print(project) == before
         assert bundle_names(older) == ["base"], "no safety backup: nothing was touched"
+
+        # PostgreSQL 17's own bundles do restore (its roles file, its pg_restore).
+        inv(older, "backup", "--name", "own")
+        with pg(project) as conn:
+            conn.execute("DROP TABLE kept")
+        inv(older, "restore", "--name", "own", "--yes")
+        assert pg_print(project) == before
 
 
 def test_prune_is_a_dry_run_unless_yes(root: Path) -> None:

@@ -8,6 +8,7 @@ derived from them, and the connection strings `inv up` prints.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,9 @@ def load_module(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:  # pragma: no cover - defensive
         raise BerthError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as `import` does: dataclasses look their
+    # module up in sys.modules.
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
