@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -96,8 +97,19 @@ def free_port() -> int:
 
 
 def free_port_answers() -> dict[str, int]:
-    """A free host port for every `*_port` question in copier.yml."""
-    return {name: free_port() for name in copier_config() if name.endswith("_port")}
+    """A distinct free host port for every `*_port` question in copier.yml.
+
+    The sockets stay bound until all ports are picked: probed one at a time,
+    the kernel may hand out the same port twice, which copier refuses.
+    """
+    names = [name for name in copier_config() if name.endswith("_port")]
+    with contextlib.ExitStack() as held:
+        ports = {}
+        for name in names:
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports[name] = int(sock.getsockname()[1])
+    return ports
 
 
 def tool_env() -> dict[str, str]:
