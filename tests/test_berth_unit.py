@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import socket
 import stat
@@ -18,7 +19,7 @@ from dotenv import dotenv_values
 from berth import checks, engine, envfile, report, scram, secrets
 from berth.compose import Compose, Container, parse_json_rows
 from berth.errors import BerthError, CommandError
-from berth.project import MASK, Project
+from berth.project import MASK, Project, cpu_ceilings
 from berth.service import Endpoint, load_services
 from harness import render
 
@@ -131,6 +132,27 @@ def test_compose_argv_carries_project_dir_env_files_and_profiles(tmp_path: Path)
         "--file", str(tmp_path / "compose.yaml"), "--file", str(tmp_path / "compose.override.yaml"),
         "--profile", "tools", "up", "--wait",
     ]  # fmt: skip
+
+
+def test_cpu_ceilings_above_the_machine_are_lowered_to_its_count() -> None:
+    values = {"POSTGRES_CPUS": "2", "CLICKHOUSE_CPUS": "0.5", "NGINX_CPUS": "4.5",
+              "ODD_CPUS": "lots", "POSTGRES_PORT": "9"}  # fmt: skip
+    assert cpu_ceilings(values, 1) == {"POSTGRES_CPUS": "1", "NGINX_CPUS": "1"}
+    assert cpu_ceilings(values, 4) == {"NGINX_CPUS": "4"}
+    assert cpu_ceilings(values, 8) == {}
+
+
+def test_compose_calls_carry_the_lowered_ceilings(tmp_path: Path) -> None:
+    root = render(tmp_path / "p", services=["postgres"])
+    Project(root).prepare()
+    env = root / ".env"
+    more = (os.cpu_count() or 1) + 3
+    env.write_text(env.read_text().replace("POSTGRES_CPUS=2", f"POSTGRES_CPUS={more}"))
+    project = Project(root)
+    assert project.compose.env == {"POSTGRES_CPUS": str(os.cpu_count() or 1)}
+    config = project.compose.run("config", "--format", "json").stdout
+    limits = json.loads(config)["services"]["postgres"]["deploy"]["resources"]["limits"]
+    assert float(limits["cpus"]) == (os.cpu_count() or 1)
 
 
 def test_ps_rows_parse_in_both_compose_formats() -> None:

@@ -222,6 +222,29 @@ def test_up_names_the_process_holding_a_port(valkey_project: Path) -> None:
     assert Project(valkey_project).compose.ps() == [], "nothing was started"
 
 
+def test_up_on_a_machine_with_fewer_cpus_than_the_ceiling(
+    tmp_path: Path, docker_engine: None
+) -> None:
+    """Docker refuses a CPU limit above the machine's count; berth lowers the
+    ceiling instead of failing (here the .env asks for 3 more than exist)."""
+    slug = f"berth-live-cpus-{uuid.uuid4().hex[:6]}"
+    root = render(tmp_path / slug, project_slug=slug, services=["postgres"], pgvector=False,
+                  postgres_port=free_port())  # fmt: skip
+    project = Project(root)
+    project.prepare()
+    env = root / ".env"
+    cpus = os.cpu_count() or 1
+    env.write_text(env.read_text().replace("POSTGRES_CPUS=2", f"POSTGRES_CPUS={cpus + 3}"))
+    with removed_afterwards(Project(root)) as project:
+        raw = project.compose.argv("up", "--detach", "--no-start")
+        refused = subprocess.run(raw, capture_output=True, text=True, check=False)
+        assert "Range of CPUs" in refused.stderr, "without berth Docker refuses the limit"
+        run_in(root, "invoke", "up")
+        container = docker.from_env().containers.get(f"{project.name}-postgres-1")
+        assert container.attrs["HostConfig"]["NanoCpus"] == cpus * 10**9
+        assert container.attrs["State"]["Health"]["Status"] == "healthy"
+
+
 def test_up_shows_the_log_tail_of_a_service_that_never_gets_healthy(valkey_project: Path) -> None:
     conf = valkey_project / "services" / "valkey" / "valkey.conf"
     conf.write_text(conf.read_text() + "no-such-directive yes\n")

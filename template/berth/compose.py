@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -67,6 +68,8 @@ class Compose:
     files: tuple[Path, ...]
     env_file: Path
     profiles: tuple[str, ...] = field(default=())
+    #: Variables set for compose over the process environment and the env file.
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def argv(self, *args: str) -> list[str]:
         cmd = [
@@ -95,6 +98,7 @@ class Compose:
             result = proc.run(
                 self.argv(*args),
                 cwd=self.project_dir,
+                env=self.env,
                 capture=capture,
                 check=check,
                 timeout=timeout,
@@ -129,8 +133,9 @@ class Compose:
     ) -> bytes:
         """Binary data to/from a compose command (e.g. `exec -T postgres pg_dump`)."""
         return proc.stream(
-            self.argv(*args), stdout=stdout, stdin=stdin, cwd=self.project_dir, what=what, fix=fix
-        )
+            self.argv(*args), stdout=stdout, stdin=stdin, cwd=self.project_dir, env=self.env,
+            what=what, fix=fix,
+        )  # fmt: skip
 
     def ps(self, *, all_containers: bool = True) -> list[Container]:
         args = ["ps", "--format", "json"]

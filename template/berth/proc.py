@@ -105,6 +105,7 @@ def stream(
     stdout: IO[bytes] | int | None = None,
     stdin: IO[bytes] | int | None = None,
     cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
     what: str = "",
     fix: str = "",
 ) -> bytes:
@@ -115,7 +116,9 @@ def stream(
     message. On any exception (Ctrl-C included) the child is killed first, so
     an interrupted backup stops writing at once. Returns stdout when PIPE.
     """
-    child = _spawn(cmd, cwd=cwd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+    full_env = None if env is None else {**os.environ, **env}
+    child = _spawn(cmd, cwd=cwd, env=full_env, stdin=stdin, stdout=stdout,
+                   stderr=subprocess.PIPE)  # fmt: skip
     try:
         out, err = child.communicate()
     except BaseException:

@@ -129,6 +129,7 @@ class Project:
             project_name=self.name,
             files=tuple(self.root / name for name in self.environment.files),
             env_file=self.env_path,
+            env=cpu_ceilings(self.values, os.cpu_count() or 1),
         )
 
     def containers(self) -> list[Container]:
@@ -193,3 +194,23 @@ class Project:
 
     def warnings(self) -> list[str]:
         return [w for s in self.services if s.preflight for w in s.preflight(self.values)]
+
+
+def cpu_ceilings(values: Mapping[str, str], cpus: int) -> dict[str, str]:
+    """The `*_CPUS` settings that exceed this machine's CPU count, lowered to it.
+
+    Docker refuses a CPU limit above the machine's count ("Range of CPUs is
+    from 0.01 to 1.00"), so the production size of 2 would stop `inv up` on a
+    one-CPU machine, where a ceiling of 2 means the same as a ceiling of 1.
+    """
+    lowered = {}
+    for key, raw in values.items():
+        if not key.endswith("_CPUS"):
+            continue
+        try:
+            wanted = float(raw)
+        except ValueError:
+            continue  # not ours to judge: compose names the bad value
+        if wanted > cpus:
+            lowered[key] = str(cpus)
+    return lowered
