@@ -222,6 +222,12 @@ def ch_print(project: Project) -> dict[str, str]:
     return found
 
 
+def copied_dumps(project: Project) -> list[str]:
+    """What restores left in the postgres container's /tmp (they must clean up)."""
+    out = project.compose.run("exec", "-T", "postgres", "ls", "/tmp").stdout  # noqa: S108
+    return [name for name in out.split() if name.startswith("berth-restore-")]
+
+
 def bundle_names(root: Path) -> list[str]:
     return [b.name for b in backup.bundles(Project(root))]
 
@@ -258,6 +264,7 @@ def test_round_trip_restores_every_service_exactly(root: Path, timings: list[str
     assert fingerprint(project) == changed
     inv(root, "restore", "--name", "base", "--yes")
     assert fingerprint(project) == original
+    assert copied_dumps(project) == []
 
 
 def test_listing_shows_every_bundle_verified(root: Path) -> None:
@@ -341,6 +348,7 @@ def test_a_failing_restore_leaves_the_current_data_in_place(root: Path) -> None:
     with pg(project) as conn:
         names = [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
     assert not [n for n in names if "__restore_" in n or "__old_" in n], names
+    assert copied_dumps(project) == []
     shutil.rmtree(folder)
 
 
