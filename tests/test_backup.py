@@ -462,6 +462,33 @@ def test_interrupted_backup_leaves_no_bundle(root: Path) -> None:
             conn.execute("DROP DATABASE big WITH (FORCE)")
 
 
+def test_a_write_failing_mid_dump_leaves_no_bundle(root: Path) -> None:
+    """As on a full disk: a file-size limit makes the dump's write fail part-way
+    (the limit is inherited by the process that writes the bundle files)."""
+    import resource
+
+    listed = bundle_names(root)
+    limit = 64 * 1024  # above the roles file, below the main database's dump
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "backup", "--name", "no-room"],
+        cwd=root, env=tool_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        preexec_fn=small_files, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    # ClickHouse comes first: its export is written by berth itself.
+    assert last.startswith("error: writing backup no-room failed: File too large"), last
+    assert "free disk space where backups go" in last
+    assert bundle_names(root) == listed
+    assert not (root / "backups" / "no-room").exists()
+    assert not list((root / "backups").glob(".no-room*")), "partial folder removed"
+
+
 def test_second_task_fails_naming_the_lock_holder(root: Path) -> None:
     with lock.held(root, "test-holder", wait=0):
         result = inv(root, "backup", check=False, env={"BERTH_LOCK_WAIT": "0.5"})

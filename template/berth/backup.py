@@ -14,6 +14,7 @@ loads its data is its `Backup` hook (services/<name>/backup.py).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -128,11 +129,21 @@ def create(project: Project, services: Sequence[Service], name: str = "") -> Pat
         fsync_tree(partial)
         os.rename(partial, final)
         fsync_dir(root)
-    except BaseException:
+    except BaseException as exc:
         # Ctrl-C, a failed dump, a full disk: no partial bundle stays behind.
         shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
+            raise BerthError(
+                f"writing backup {name} failed",
+                why=f"{exc.strerror} ({exc.filename or root})",
+                fix=f"free disk space where backups go (`df -h {root}`), then run it again",
+            ) from exc
         raise
     return final
+
+
+#: A write that failed for want of room, not because of a bug: said in one line.
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 
 
 def unique_name(root: Path, base: str) -> str:
