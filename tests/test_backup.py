@@ -82,10 +82,10 @@ def inv(root: Path, *args: str, check: bool = True, **kwargs: Any) -> subprocess
 
 
 # ── clients ─────────────────────────────────────────────────────────────────
-def pg(project: Project, db: str = "") -> psycopg.Connection:
+def pg(project: Project, db: str = "", port: int = 0) -> psycopg.Connection:
     env = project.values
     return psycopg.connect(
-        host="127.0.0.1", port=int(env["POSTGRES_PORT"]), user=env["POSTGRES_USER"],
+        host="127.0.0.1", port=port or int(env["POSTGRES_PORT"]), user=env["POSTGRES_USER"],
         password=project.secret("postgres_password"), dbname=db or env["POSTGRES_DB"],
         autocommit=True, connect_timeout=5,
     )  # fmt: skip
@@ -596,6 +596,33 @@ def test_postgres17_refuses_an_18_bundle_and_restores_its_own(root: Path, tmp_pa
             conn.execute("DROP TABLE kept")
         inv(older, "restore", "--name", "own", "--yes")
         assert pg_print(project) == before
+
+
+def test_apps_connected_through_pgbouncer_see_the_restored_data(tmp_path: Path) -> None:
+    """The switch-over ends the server sessions of the replaced database; an app's
+    open PgBouncer connections (transaction pooling) and new ones then run on
+    the restored database without an error."""
+    root = render_stack(tmp_path, "pgb", services=["postgres", "pgbouncer"], pgvector=False)
+    with removed_afterwards(Project(root)) as project:
+        inv(root, "up")
+        with pg(project) as conn:
+            conn.execute("CREATE TABLE t AS SELECT 1 AS v")
+        port = int(project.values["PGBOUNCER_PORT"])
+        apps = [pg(project, port=port) for _ in range(4)]
+        try:
+            for app in apps:  # each holds a server connection in the pool now
+                assert app.execute("SELECT count(*) FROM t").fetchone() == (1,)
+            inv(root, "backup", "--name", "one-row")
+            with pg(project) as conn:
+                conn.execute("INSERT INTO t VALUES (2)")
+            inv(root, "restore", "--name", "one-row", "--yes")
+            for app in apps:
+                assert app.execute("SELECT count(*) FROM t").fetchone() == (1,)
+            with pg(project, port=port) as app:
+                assert app.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        finally:
+            for app in apps:
+                app.close()
 
 
 def test_prune_is_a_dry_run_unless_yes(root: Path) -> None:
