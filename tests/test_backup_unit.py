@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 from berth import backup, lock
-from berth.errors import BerthError
-from berth.service import Backup, Service
+from berth.errors import BerthError, CommandError
+from berth.service import Backup, Service, load_module
+from harness import REPO
 
 
 def make_bundle(
@@ -256,3 +257,49 @@ def test_lock_wait_setting_is_validated() -> None:
     assert lock.wait_seconds({}) == lock.DEFAULT_WAIT
     with pytest.raises(BerthError, match="BERTH_LOCK_WAIT='soon' is not a number"):
         lock.wait_seconds({"BERTH_LOCK_WAIT": "soon"})
+
+
+class FailingCompose:
+    """`docker compose` that fails the n-th call (1-based) and records every call."""
+
+    def __init__(self, *failing: int) -> None:
+        self.failing, self.calls = set(failing), []
+
+    def run(self, *args: str, **_: object) -> subprocess.CompletedProcess[str]:
+        self.calls.append(args)
+        if len(self.calls) in self.failing:
+            raise CommandError(["docker", "compose", *args], 1, "", f"call {len(self.calls)} broke")
+        return subprocess.CompletedProcess(list(args), 0, "", "")
+
+
+@pytest.mark.parametrize("failing", [(1,), (3,), (3, 4)], ids=["cp", "pg_restore", "and-undo"])
+def test_postgres_restore_undoes_every_failure_and_says_when_undo_fails(
+    failing: tuple[int, ...],
+) -> None:
+    hook = load_module(REPO / "template" / "services" / "postgres" / "backup.py")
+    compose = FailingCompose(*failing)
+    project = SimpleNamespace(compose=compose, values={"POSTGRES_USER": "app"})
+    info = {"globals": "globals.sql", "databases": [
+        {"name": "app", "owner": "app", "encoding": "UTF8", "collate": "C", "ctype": "C",
+         "file": "000-app.dump", "entries": 3},
+        {"name": "postgres", "owner": "app", "encoding": "UTF8", "collate": "C", "ctype": "C",
+         "file": "001-postgres.dump", "entries": 0},
+    ]}  # fmt: skip
+    with pytest.raises(BerthError) as raised:
+        hook.restore(project, Path("/bundle/postgres"), info)
+    steps = [" ".join(call[:4]) for call in compose.calls]
+    assert steps[0].startswith("cp /bundle/postgres postgres:/tmp/berth-restore-")
+    # cp, roles + CREATE DATABASEs, pg_restore of `app` only (`postgres` is empty), …
+    if failing != (1,):
+        assert steps[1:3] == ["exec -T postgres psql", "exec -T postgres pg_restore"]
+    # … and always the undo, connected to template1 since `postgres` is replaced too.
+    undo = compose.calls[-1]
+    assert undo[:4] == ("exec", "-T", "postgres", "psql")
+    assert undo[undo.index("-d") + 1] == "template1"
+    message = raised.value.line()
+    if failing == (3, 4):
+        assert "putting the current databases back failed too" in message
+        assert "call 3 broke; then" in message and "call 4 broke" in message
+        assert "__old_" in message
+    else:
+        assert f"call {failing[0]} broke" in message

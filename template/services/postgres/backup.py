@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from berth.clock import timestamp
+from berth.errors import BerthError
 from berth.service import Backup, Info
 
 if TYPE_CHECKING:
@@ -141,17 +142,32 @@ def restore(project: Project, folder: Path, info: Info) -> list[str]:
              old=f"{database['name']}__old_{stamp}")
         for database in info["databases"]
     ]  # fmt: skip
-    project.compose.run("cp", str(folder), f"{SERVICE}:{inside}", what="copying the dumps in")
     try:
+        project.compose.run("cp", str(folder), f"{SERVICE}:{inside}", what="copying the dumps in")
         psql(project, prepare_script(f"{inside}/{info['globals']}", swaps), **variables(swaps))
         for swap in swaps:
             load(project, f"{inside}/{swap.database['file']}", swap)
         psql(project, switch_script(swaps, inside), db=maintenance_db(swaps),
              timeout=str(TERMINATE_MS), **variables(swaps))  # fmt: skip
-    except BaseException:
-        psql(project, recover_script(swaps, inside), db=maintenance_db(swaps), **variables(swaps))
+    except BaseException as failure:
+        recover(project, swaps, inside, stamp, failure)
         raise
     return [f"postgres: restored database {swap.name}" for swap in swaps]
+
+
+def recover(
+    project: Project, swaps: list[Swap], inside: str, stamp: str, failure: BaseException
+) -> None:
+    """Undo a failed restore; if even that fails, say where the data is."""
+    try:
+        psql(project, recover_script(swaps, inside), db=maintenance_db(swaps), **variables(swaps))
+    except BerthError as undo:
+        raise BerthError(
+            "restoring PostgreSQL failed, and putting the current databases back failed too",
+            why=f"{failure}; then {undo}",
+            fix=f"databases named *__old_{stamp} hold the data from before the restore;"
+            " rename them back with ALTER DATABASE … RENAME TO",
+        ) from failure
 
 
 def variables(swaps: list[Swap]) -> dict[str, str]:
