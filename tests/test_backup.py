@@ -193,7 +193,6 @@ def pg_print(project: Project) -> dict[str, Any]:
 
 def valkey_print(project: Project, name: str = "valkey") -> dict[str, Any]:
     found: dict[str, Any] = {}
-    now = time.time()
     for purpose, client in valkeys(project, name).items():
         for key in sorted(client.scan_iter(count=1000)):
             kind = client.type(key).decode()
@@ -204,9 +203,9 @@ def valkey_print(project: Project, name: str = "valkey") -> dict[str, Any]:
                 "set": lambda k, c=client: sorted(c.smembers(k)),
                 "zset": lambda k, c=client: c.zrange(k, 0, -1, withscores=True),
             }[kind](key)
-            pttl = client.pttl(key)
-            # Expiry as an absolute time, to the minute: a restore keeps it.
-            expires = round((now + pttl / 1000) / 60) if pttl > 0 else None
+            # The absolute expiry in ms (-1: none), as the snapshot stores it: a
+            # restore keeps it exactly. (now + PTTL, rounded, flaked at boundaries.)
+            expires = client.execute_command("PEXPIRETIME", key)
             found[f"{purpose}/{key.decode()}"] = (kind, repr(value), expires)
     return found
 
@@ -238,6 +237,7 @@ def test_round_trip_restores_every_service_exactly(root: Path, timings: list[str
     original = fingerprint(project)  # as filled, and as backed up in "base"
     assert original["postgres"][f"{project.values['POSTGRES_DB']}.items"][0] == 5000
     assert len(original["valkey"]) == 3 * 205
+    assert original["valkey"]["CACHE/CACHE:ttl"][2] > time.time() * 1000, "expiry is compared"
     assert original["ch"]["events"].startswith("50000\t")
 
     manifest = backup.verify(root / "backups" / "base")
