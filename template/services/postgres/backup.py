@@ -142,13 +142,14 @@ def restore(project: Project, folder: Path, info: Info) -> list[str]:
              old=f"{database['name']}__old_{stamp}")
         for database in info["databases"]
     ]  # fmt: skip
+    names = variables(swaps)
     try:
         project.compose.run("cp", str(folder), f"{SERVICE}:{inside}", what="copying the dumps in")
-        psql(project, prepare_script(f"{inside}/{info['globals']}", swaps), **variables(swaps))
+        psql(project, prepare_script(f"{inside}/{info['globals']}", swaps), **names)
         for swap in swaps:
             load(project, f"{inside}/{swap.database['file']}", swap)
         psql(project, switch_script(swaps, inside), db=maintenance_db(swaps),
-             timeout=str(TERMINATE_MS), **variables(swaps))  # fmt: skip
+             timeout=str(TERMINATE_MS), **names)  # fmt: skip
     except BaseException as failure:
         recover(project, swaps, inside, stamp, failure)
         raise
