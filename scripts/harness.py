@@ -91,25 +91,26 @@ def missing_images(root: Path) -> list[str]:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports on 127.0.0.1. The sockets stay bound until
+    all are picked: probed one at a time, the kernel may hand out a port twice."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+    return ports
 
 
 def free_port_answers() -> dict[str, int]:
-    """A distinct free host port for every `*_port` question in copier.yml.
-
-    The sockets stay bound until all ports are picked: probed one at a time,
-    the kernel may hand out the same port twice, which copier refuses.
-    """
+    """A distinct free host port for every `*_port` question in copier.yml
+    (copier refuses one port for two questions)."""
     names = [name for name in copier_config() if name.endswith("_port")]
-    with contextlib.ExitStack() as held:
-        ports = {}
-        for name in names:
-            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports[name] = int(sock.getsockname()[1])
-    return ports
+    return dict(zip(names, free_ports(len(names)), strict=True))
 
 
 def tool_env() -> dict[str, str]:

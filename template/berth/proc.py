@@ -38,11 +38,10 @@ def run(
     With `capture=False` the child writes straight to our terminal (progress
     bars, `--follow`). A non-zero exit raises CommandError when `check`.
     """
-    full_env = None if env is None else {**os.environ, **env}
     process = _spawn(
         cmd,
         cwd=cwd,
-        env=full_env,
+        env=env,
         text=True,
         stdin=subprocess.PIPE if input is not None else None,
         stdout=subprocess.PIPE if capture else None,
@@ -69,10 +68,14 @@ def run(
     return result
 
 
-def _spawn(cmd: Sequence[str], **options: Any) -> subprocess.Popen[Any]:
-    """Start `cmd`; a missing program is a BerthError naming how to install it."""
+def _spawn(
+    cmd: Sequence[str], *, env: Mapping[str, str] | None = None, **options: Any
+) -> subprocess.Popen[Any]:
+    """Start `cmd` with `env` over our environment; a missing program is a
+    BerthError naming how to install it."""
+    full_env = None if env is None else {**os.environ, **env}
     try:
-        return subprocess.Popen(list(cmd), **options)
+        return subprocess.Popen(list(cmd), env=full_env, **options)
     except FileNotFoundError as exc:
         tool = cmd[0]
         raise BerthError(
@@ -116,9 +119,7 @@ def stream(
     message. On any exception (Ctrl-C included) the child is killed first, so
     an interrupted backup stops writing at once. Returns stdout when PIPE.
     """
-    full_env = None if env is None else {**os.environ, **env}
-    child = _spawn(cmd, cwd=cwd, env=full_env, stdin=stdin, stdout=stdout,
-                   stderr=subprocess.PIPE)  # fmt: skip
+    child = _spawn(cmd, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
     try:
         out, err = child.communicate()
     except BaseException:

@@ -118,7 +118,10 @@ class Service:
 def load_module(path: Path) -> ModuleType:
     """Import a Python file of a service folder (e.g. its backup.py) by path:
     service folders are not packages, so service.py cannot `import` siblings."""
-    name = f"berth_services.{path.parent.name}.{path.stem}"
+    return _import(f"berth_services.{path.parent.name}.{path.stem}", path)
+
+
+def _import(name: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - defensive
         raise BerthError(f"cannot import {path}")
@@ -135,11 +138,7 @@ def load_services(services_dir: Path) -> tuple[Service, ...]:
     found = []
     for path in sorted(services_dir.glob("*/service.py")):
         folder = path.parent.name
-        spec = importlib.util.spec_from_file_location(f"berth_services.{folder}", path)
-        if spec is None or spec.loader is None:  # pragma: no cover - defensive
-            raise BerthError(f"cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = _import(f"berth_services.{folder}", path)
         service = getattr(module, "SERVICE", None)
         if not isinstance(service, Service) or service.name != folder:
             raise BerthError(
